@@ -1,0 +1,196 @@
+"""Local-directory blob store: the embedded default.
+
+Layout under ``root``: ``tmp/`` for blobs being written, ``ab/cd/<id>`` for
+durable blobs (two levels of fan-out keep directories small). A blob is
+written to ``tmp/``, fsync'd, renamed into place, and its directory fsync'd:
+only then does ``put`` return, so the rename is the commit point of the blob.
+Paths are built from server-generated hex ids only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from coffre.blob.base import BlobNotFound, BlobStore, check_blob_id
+
+# Reads this small are served inline: a pread from the page cache costs less
+# than a hop to a worker thread.
+INLINE_READ = 64 * 1024
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: str, threads: int = 8) -> None:
+        self.root = os.path.abspath(root)
+        self.tmp = os.path.join(self.root, "tmp")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-blob")
+
+    def _path(self, blob_id: str) -> str:
+        check_blob_id(blob_id)
+        return os.path.join(self.root, blob_id[:2], blob_id[2:4], blob_id)
+
+    async def open(self) -> None:
+        os.makedirs(self.tmp, mode=0o700, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        # Leftovers in tmp/ are blobs whose write never completed: never visible, safe to drop.
+        for name in os.listdir(self.tmp):
+            try:
+                os.unlink(os.path.join(self.tmp, name))
+            except OSError:
+                pass
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        if not os.path.isdir(self.tmp) or not os.access(self.tmp, os.W_OK):
+            raise OSError("blob directory is not writable")
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _commit(self, fd: int, tmp: str, final: str, data: bytes | None) -> None:
+        try:
+            if data:
+                _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        d = os.path.dirname(final)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            _fsync_dir(os.path.dirname(d))
+            _fsync_dir(self.root)
+            os.replace(tmp, final)
+        _fsync_dir(d)
+
+    async def put(self, blob_id: str, chunks: AsyncIterable[bytes]) -> int:
+        final = self._path(blob_id)
+        tmp = os.path.join(self.tmp, blob_id)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        size = 0
+        committed = False
+        try:
+            it = chunks.__aiter__()
+            pending: bytes | None = None
+            while True:
+                try:
+                    nxt = await it.__anext__()
+                except StopAsyncIteration:
+                    break
+                if pending is not None:
+                    await self._run(_write_all, fd, pending)
+                pending = nxt
+                size += len(nxt)
+            # One hop writes the last piece, fsyncs and renames: a small blob costs one hop.
+            await self._run(self._commit, fd, tmp, final, pending)
+            committed = True
+            return size
+        finally:
+            if not committed:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    async def get(self, blob_id: str, offset: int = 0, length: int | None = None,
+                  chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        path = self._path(blob_id)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as e:
+            raise BlobNotFound(blob_id) from e
+        try:
+            end = os.fstat(fd).st_size if length is None else offset + length
+            pos = offset
+            while pos < end:
+                n = min(chunk_size, end - pos)
+                if n <= INLINE_READ:
+                    data = os.pread(fd, n, pos)
+                else:
+                    data = await self._run(os.pread, fd, n, pos)
+                if not data:
+                    break
+                pos += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    async def read(self, blob_id: str, offset: int, length: int) -> bytes:
+        path = self._path(blob_id)
+
+        def rd() -> bytes:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as e:
+                raise BlobNotFound(blob_id) from e
+            try:
+                return os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
+
+        if length <= INLINE_READ:
+            return rd()
+        return await self._run(rd)
+
+    async def delete(self, blob_id: str) -> None:
+        path = self._path(blob_id)
+
+        def rm() -> None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+        await self._run(rm)
+
+    async def size(self, blob_id: str) -> int | None:
+        try:
+            return os.stat(self._path(blob_id)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def list_ids(self, older_than: float) -> AsyncIterator[str]:
+        def scan(d1: str) -> list[str]:
+            out = []
+            p1 = os.path.join(self.root, d1)
+            for d2 in os.listdir(p1):
+                p2 = os.path.join(p1, d2)
+                if not os.path.isdir(p2):
+                    continue
+                for name in os.listdir(p2):
+                    try:
+                        if os.stat(os.path.join(p2, name)).st_mtime < older_than:
+                            out.append(name)
+                    except FileNotFoundError:
+                        pass
+            return out
+
+        for d1 in sorted(os.listdir(self.root)):
+            if len(d1) != 2 or not os.path.isdir(os.path.join(self.root, d1)):
+                continue
+            for name in await self._run(scan, d1):
+                yield name
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    mv = memoryview(data)
+    while mv:
+        n = os.write(fd, mv)
+        mv = mv[n:]

@@ -1,0 +1,47 @@
+"""The ``coffre`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from coffre import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from coffre.server import run
+    from coffre.settings import load_settings
+
+    settings = load_settings(args.config, address=args.address, data_dir=args.data_dir)
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coffre", description="Sovereign S3-compatible object storage.")
+    parser.add_argument("--version", action="version", version=f"coffre {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the S3 server")
+    p.add_argument("--address", help="HOST:PORT to listen on (env COFFRE_ADDRESS, default 127.0.0.1:9000)")
+    p.add_argument("--data-dir", help="state directory (env COFFRE_DATA_DIR, default ./coffre-data)")
+    p.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, PermissionError, OSError) as e:
+        print(f"coffre: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

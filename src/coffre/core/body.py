@@ -1,0 +1,50 @@
+"""What the protocol layer hands the domain layer as a request body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+
+class Body(Protocol):
+    """An async stream of payload bytes (already de-framed and, where signed, verified).
+
+    ``trailers`` holds the trailing headers (lower-case names) once the stream is exhausted.
+    The stream raises a domain error (IncompleteBody, SignatureDoesNotMatch, ...) where
+    the payload turns out to be bad; the blob being written is then discarded.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @property
+    def trailers(self) -> Mapping[str, str]: ...
+
+
+class BytesBody:
+    """A body already in memory (small internal payloads, tests)."""
+
+    def __init__(self, data: bytes, trailers: Mapping[str, str] | None = None) -> None:
+        self._data = data
+        self._trailers = dict(trailers or {})
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if self._data:
+            yield self._data
+
+    @property
+    def trailers(self) -> Mapping[str, str]:
+        return self._trailers
+
+
+class StreamBody:
+    """Wrap any async iterator of bytes as a Body without trailers."""
+
+    def __init__(self, it: AsyncIterator[bytes]) -> None:
+        self._it = it
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._it
+
+    @property
+    def trailers(self) -> Mapping[str, str]:
+        return {}

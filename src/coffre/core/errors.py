@@ -1,0 +1,221 @@
+"""Domain exceptions.
+
+Each is named after the S3 error it usually becomes; ``coffre.s3.errors`` alone
+knows HTTP statuses and codes. Fields carry what a message needs, never secrets.
+"""
+
+from __future__ import annotations
+
+
+class CoffreError(Exception):
+    """Base of every domain error."""
+
+    message = "An error occurred."
+
+    def __init__(self, message: str | None = None, **fields: object) -> None:
+        super().__init__(message or self.message)
+        self.fields = fields
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else self.message
+
+
+# Buckets
+class NoSuchBucket(CoffreError):
+    message = "The specified bucket does not exist"
+
+
+class BucketAlreadyExists(CoffreError):
+    message = (
+        "The requested bucket name is not available. The bucket namespace is shared by all users "
+        "of the system. Please select a different name and try again."
+    )
+
+
+class BucketAlreadyOwnedByYou(CoffreError):
+    message = "Your previous request to create the named bucket succeeded and you already own it."
+
+
+class BucketNotEmpty(CoffreError):
+    message = "The bucket you tried to delete is not empty"
+
+
+class InvalidBucketName(CoffreError):
+    message = "The specified bucket is not valid."
+
+
+class InvalidLocationConstraint(CoffreError):
+    message = "The specified location-constraint is not valid"
+
+
+class IllegalLocationConstraintException(CoffreError):
+    message = "The unspecified location constraint is incompatible for the region specific endpoint this request was sent to."
+
+
+# Objects
+class NoSuchKey(CoffreError):
+    message = "The specified key does not exist."
+
+
+class NoSuchVersion(CoffreError):
+    message = "The specified version does not exist."
+
+
+class KeyTooLongError(CoffreError):
+    message = "Your key is too long"
+
+
+class MetadataTooLarge(CoffreError):
+    message = "Your metadata headers exceed the maximum allowed metadata size."
+
+
+class EntityTooLarge(CoffreError):
+    message = "Your proposed upload exceeds the maximum allowed size"
+
+
+class EntityTooSmall(CoffreError):
+    message = "Your proposed upload is smaller than the minimum allowed object size."
+
+
+class IncompleteBody(CoffreError):
+    message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class BadDigest(CoffreError):
+    message = "The Content-MD5 you specified did not match what we received."
+
+
+class InvalidDigest(CoffreError):
+    message = "The Content-MD5 you specified was invalid."
+
+
+class XAmzContentSHA256Mismatch(CoffreError):
+    message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+class InvalidRange(CoffreError):
+    message = "The requested range is not satisfiable"
+
+
+class InvalidPartNumber(CoffreError):
+    message = "The requested partnumber is not satisfiable"
+
+
+class PreconditionFailed(CoffreError):
+    message = "At least one of the pre-conditions you specified did not hold"
+
+
+class NotModified(CoffreError):
+    message = "Not Modified"
+
+
+class ConditionalRequestConflict(CoffreError):
+    message = "A conflicting operation occurred. If using PutObject you can retry the request."
+
+
+class InvalidObjectState(CoffreError):
+    message = "The operation is not valid for the object's storage class"
+
+
+# Multipart
+class NoSuchUpload(CoffreError):
+    message = (
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have "
+        "been aborted or completed."
+    )
+
+
+class InvalidPart(CoffreError):
+    message = (
+        "One or more of the specified parts could not be found. The part may not have been "
+        "uploaded, or the specified entity tag may not match the part's entity tag."
+    )
+
+
+class InvalidPartOrder(CoffreError):
+    message = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+# Requests
+class InvalidArgument(CoffreError):
+    message = "Invalid Argument"
+
+
+class InvalidRequest(CoffreError):
+    message = "Invalid Request"
+
+
+class MalformedXML(CoffreError):
+    message = "The XML you provided was not well-formed or did not validate against our published schema."
+
+
+class InvalidDigestChecksum(CoffreError):
+    """A checksum header or trailer did not match the body (S3 answers BadDigest)."""
+
+    message = "The {algorithm} you specified did not match the calculated checksum."
+
+
+class InvalidChecksum(CoffreError):
+    """A checksum value is not valid for its algorithm (S3 answers InvalidRequest)."""
+
+    message = "Value for x-amz-checksum header is invalid."
+
+
+class NotImplementedOperation(CoffreError):
+    message = "A header or operation you provided implies functionality that is not implemented."
+
+
+class MethodNotAllowed(CoffreError):
+    message = "The specified method is not allowed against this resource."
+
+
+class RequestHeaderSectionTooLarge(CoffreError):
+    message = "Your request header section exceeds the maximum allowed size."
+
+
+class MissingContentLength(CoffreError):
+    message = "You must provide the Content-Length HTTP header."
+
+
+# Authentication and authorisation
+class AccessDenied(CoffreError):
+    message = "Access Denied"
+
+
+class InvalidAccessKeyId(CoffreError):
+    message = "The AWS Access Key Id you provided does not exist in our records."
+
+
+class SignatureDoesNotMatch(CoffreError):
+    message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method."
+    )
+
+
+class RequestTimeTooSkewed(CoffreError):
+    message = "The difference between the request time and the current time is too large."
+
+
+class AuthorizationHeaderMalformed(CoffreError):
+    message = "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(CoffreError):
+    message = "Query-string authentication parameters are malformed."
+
+
+class ExpiredToken(CoffreError):
+    message = "The provided token has expired."
+
+
+class AccountProblem(CoffreError):
+    message = "There is a problem with your account that prevents the operation from completing."
+
+
+class ServiceUnavailable(CoffreError):
+    message = "Please reduce your request rate."

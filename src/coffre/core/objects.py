@@ -1,0 +1,239 @@
+"""Objects: the write path, reads, deletes.
+
+The write path (DESIGN.md §3): stream the body into a new encrypted blob,
+make it durable, commit the metadata in one transaction (compare-and-set for
+conditional writes), then acknowledge. Blobs released by the commit are
+deleted after it; a crash in between leaves them queued for the collector.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from coffre.core import checksums
+from coffre.core.blobio import BlobIO, StoredBlob
+from coffre.core.body import Body
+from coffre.core.buckets import BucketService
+from coffre.core.checksums import Checksum
+from coffre.core.conditions import etag_matches
+from coffre.core.errors import (
+    BadDigest,
+    ConditionalRequestConflict,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidRequest,
+    MetadataTooLarge,
+    NoSuchKey,
+    NoSuchVersion,
+    NotImplementedOperation,
+    PreconditionFailed,
+)
+from coffre.core.identity import Principal
+from coffre.core.names import check_key
+from coffre.meta.base import MetadataStore
+from coffre.meta.errors import ConditionFailed
+from coffre.meta.records import NULL_VERSION, BucketRecord, ObjectRecord, WriteCondition
+from coffre.settings import Settings
+
+# System headers stored with an object and returned on GET/HEAD, canonical case.
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+
+@dataclass(slots=True)
+class WriteMeta:
+    """What a client sets about an object when writing it."""
+
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    storage_class: str = "STANDARD"
+
+
+@dataclass(slots=True)
+class Integrity:
+    """Digests a client sent with a payload."""
+
+    content_md5: str | None = None  # base64, from Content-MD5
+    checksum_algorithm: str | None = None  # normalised algorithm name
+    checksum_value: str | None = None  # base64 from a header; None if none or in a trailer
+    checksum_in_trailer: bool = False
+
+
+def metadata_size(user_meta: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in user_meta.items())
+
+
+class ObjectService:
+    def __init__(self, settings: Settings, meta: MetadataStore, blobio: BlobIO, buckets: BucketService) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.blobio = blobio
+        self.buckets = buckets
+
+    # -- helpers shared by writers (also used by multipart and copy) --
+    def check_write_meta(self, wm: WriteMeta) -> None:
+        if metadata_size(wm.user_meta) > self.settings.max_user_metadata:
+            raise MetadataTooLarge(size=metadata_size(wm.user_meta), max=self.settings.max_user_metadata)
+
+    @staticmethod
+    def new_checksum(integrity: Integrity, default: str | None = checksums.DEFAULT_ALGORITHM) -> Checksum | None:
+        algo = integrity.checksum_algorithm or default
+        return Checksum(algo) if algo else None
+
+    @staticmethod
+    def verify(stored: StoredBlob, integrity: Integrity, trailers: Mapping[str, str]) -> None:
+        """Compare what the client declared with what was received; raise before any commit."""
+        if integrity.content_md5 is not None:
+            try:
+                want = base64.b64decode(integrity.content_md5, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise InvalidDigest() from e
+            if len(want) != 16:
+                raise InvalidDigest()
+            if want != stored.md5:
+                raise BadDigest()
+        algo = integrity.checksum_algorithm
+        if algo is None or stored.checksum is None:
+            return
+        value = integrity.checksum_value
+        if value is None and integrity.checksum_in_trailer:
+            value = trailers.get(checksums.header_name(algo))
+            if value is None:
+                raise InvalidRequest(f"The trailer {checksums.header_name(algo)} was declared but not sent.")
+        if value is None:
+            return
+        checksums.validate_value(algo, value)
+        if value != stored.checksum.b64():
+            raise BadDigest(f"The {algo} you specified did not match the calculated checksum.")
+
+    async def store(self, principal: Principal, body: Body, *, content_length: int | None,
+                    integrity: Integrity, max_size: int | None = None,
+                    default_checksum: str | None = checksums.DEFAULT_ALGORITHM) -> StoredBlob:
+        """Stream and verify a payload into a durable blob (not yet referenced by anything)."""
+        stored = await self.blobio.write(
+            principal.tenant_id, body, max_size=max_size or self.settings.max_put_size,
+            expected_size=content_length, checksum=self.new_checksum(integrity, default_checksum))
+        try:
+            self.verify(stored, integrity, body.trailers)
+        except BaseException:
+            await self.blobio.blobs.delete(stored.blob_id)
+            raise
+        return stored
+
+    async def release(self, blob_ids: list[str]) -> None:
+        """Delete blobs a durable commit no longer references (they are queued for GC too)."""
+        if not blob_ids:
+            return
+        for b in blob_ids:
+            await self.blobio.blobs.delete(b)
+        await self.meta.garbage_done(blob_ids)
+
+    async def commit(self, obj: ObjectRecord, condition: WriteCondition | None,
+                     new_blobs: list[str]) -> None:
+        """Commit a version; on failure drop the new blobs. Releases replaced blobs on success."""
+        try:
+            released = await self.meta.put_object(obj, condition)
+        except ConditionFailed as e:
+            await self._drop(new_blobs)
+            # The precondition held when the request started; a concurrent write changed it.
+            raise ConditionalRequestConflict() from e
+        except BaseException:
+            await self._drop(new_blobs)
+            raise
+        await self.release(released)
+
+    async def _drop(self, blob_ids: list[str]) -> None:
+        for b in blob_ids:
+            await self.blobio.blobs.delete(b)
+
+    async def precheck_write(self, bucket: str, key: str, if_match: str | None,
+                             if_none_match: str | None) -> WriteCondition | None:
+        """Evaluate a conditional write before accepting the body (412 / 404 early)."""
+        if if_match is None and if_none_match is None:
+            return None
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise NotImplementedOperation("If-None-Match on writes supports only '*'", header="If-None-Match")
+        current = await self.meta.get_object(bucket, key)
+        exists = current is not None and not current.is_delete_marker
+        if if_none_match is not None and exists:
+            raise PreconditionFailed(condition="If-None-Match")
+        if if_match is not None:
+            if not exists:
+                raise NoSuchKey(key=key)
+            assert current is not None
+            if not etag_matches(if_match, current.etag):
+                raise PreconditionFailed(condition="If-Match")
+            return WriteCondition(if_match=current.etag, if_none_match_any=if_none_match is not None)
+        return WriteCondition(if_none_match_any=True)
+
+    def version_for(self, bucket: BucketRecord) -> str:
+        # Versioning arrives with its own issue; the schema already stores version ids.
+        return NULL_VERSION
+
+    # -- operations --
+    async def put_object(self, principal: Principal, bucket_name: str, key: str, body: Body, *,
+                         content_length: int | None, wm: WriteMeta, integrity: Integrity,
+                         if_match: str | None = None, if_none_match: str | None = None) -> ObjectRecord:
+        bucket = await self.buckets.authorize(principal, bucket_name)
+        check_key(key, self.settings.max_key_length)
+        self.check_write_meta(wm)
+        condition = await self.precheck_write(bucket.name, key, if_match, if_none_match)
+        stored = await self.store(principal, body, content_length=content_length, integrity=integrity)
+        assert stored.checksum is not None
+        obj = ObjectRecord(
+            bucket=bucket.name, key=key, version_id=self.version_for(bucket), size=stored.size,
+            etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
+            owner=principal.canonical_id, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
+            headers=wm.headers, user_meta=wm.user_meta, checksum_algorithm=stored.checksum.algorithm,
+            checksum_value=stored.checksum.b64(), checksum_type="FULL_OBJECT", blob_id=stored.blob_id,
+            dek=stored.dek, storage_class=wm.storage_class)
+        await self.commit(obj, condition, [stored.blob_id])
+        return obj
+
+    async def head_object(self, principal: Principal, bucket_name: str, key: str,
+                          version_id: str | None = None, with_parts: bool = False) -> ObjectRecord:
+        bucket = await self.buckets.authorize(principal, bucket_name)
+        if version_id is not None and version_id != NULL_VERSION:
+            raise NoSuchVersion(key=key, version_id=version_id) if _valid_version(version_id) else \
+                InvalidArgument("Invalid version id specified")
+        obj = await self.meta.get_object(bucket.name, key, version_id, with_parts=with_parts)
+        if obj is None or obj.is_delete_marker:
+            if version_id is not None:
+                raise NoSuchVersion(key=key, version_id=version_id)
+            raise NoSuchKey(key=key)
+        return obj
+
+    async def open(self, obj: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Plaintext of ``obj`` over [start, end); ``obj`` must carry its parts if multipart."""
+        end = obj.size if end is None else end
+        if obj.blob_id is not None:
+            assert obj.dek is not None
+            async for chunk in self.blobio.read(obj.tenant_id, obj.blob_id, obj.dek, obj.size, start, end):
+                yield chunk
+            return
+        pos = 0
+        for part in obj.parts:
+            p_start, p_end = pos, pos + part.size
+            pos = p_end
+            if p_end <= start or p_start >= end:
+                continue
+            async for chunk in self.blobio.read(obj.tenant_id, part.blob_id, part.dek, part.size,
+                                                max(start, p_start) - p_start, min(end, p_end) - p_start):
+                yield chunk
+
+    async def delete_object(self, principal: Principal, bucket_name: str, key: str,
+                            version_id: str | None = None) -> None:
+        bucket = await self.buckets.authorize(principal, bucket_name)
+        if version_id is not None and version_id != NULL_VERSION and not _valid_version(version_id):
+            raise InvalidArgument("Invalid version id specified")
+        released = await self.meta.delete_object(bucket.name, key, version_id or NULL_VERSION)
+        await self.release(released)
+
+
+def _valid_version(version_id: str) -> bool:
+    return 0 < len(version_id) <= 1024

@@ -1,0 +1,169 @@
+"""Segmented AES-256-GCM for blobs.
+
+Layout of an encrypted blob::
+
+    header (8 bytes): b"CFRB" | version (1) | log2(segment size) (1) | 2 zero bytes
+    segment 0: ciphertext || 16-byte tag
+    ...
+    segment n-1 (the final one, 0..S bytes of plaintext): ciphertext || tag
+
+Every blob has its own random 256-bit data key, so nonces never repeat: the
+nonce of segment i is i as a 96-bit big-endian integer, which binds each
+segment to its position. The associated data binds the blob id (a segment
+cannot be moved to another blob) and whether the segment is the final one (a
+truncated blob fails to authenticate instead of reading short). A range read
+decrypts only the segments it overlaps.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = b"CFRB"
+VERSION = 1
+HEADER_SIZE = 8
+TAG_SIZE = 16
+DEFAULT_SEGMENT_SIZE = 64 * 1024
+
+
+class IntegrityError(Exception):
+    """A blob failed authentication: tampered, truncated, or the wrong key."""
+
+
+def header(segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytes:
+    log2 = segment_size.bit_length() - 1
+    if 1 << log2 != segment_size or not 10 <= log2 <= 24:
+        raise ValueError("segment size must be a power of two between 1 KiB and 16 MiB")
+    return MAGIC + struct.pack(">BBH", VERSION, log2, 0)
+
+
+def parse_header(data: bytes) -> int:
+    """Return the segment size declared by a blob header."""
+    if len(data) < HEADER_SIZE or data[:4] != MAGIC:
+        raise IntegrityError("not a coffre blob")
+    version, log2, _ = struct.unpack(">BBH", data[4:8])
+    if version != VERSION or not 10 <= log2 <= 24:
+        raise IntegrityError("unsupported blob format")
+    return 1 << log2
+
+
+def segment_count(size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    return max(1, -(-size // segment_size))
+
+
+def encrypted_size(size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    return HEADER_SIZE + size + TAG_SIZE * segment_count(size, segment_size)
+
+
+def _nonce(index: int) -> bytes:
+    return index.to_bytes(12, "big")
+
+
+def _aad(blob_id: bytes, final: bool) -> bytes:
+    return blob_id + (b"\x01" if final else b"\x00")
+
+
+class SegmentEncryptor:
+    """Feed plaintext in any pieces; get ciphertext for whole segments as they complete.
+
+    The last segment is held back until ``finish`` because only then is it known
+    to be the final one.
+    """
+
+    __slots__ = ("_aead", "_blob_id", "_seg", "_buf", "_index", "_started")
+
+    def __init__(self, key: bytes, blob_id: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+        self._aead = AESGCM(key)
+        self._blob_id = blob_id.encode()
+        self._seg = segment_size
+        self._buf = bytearray()
+        self._index = 0
+        self._started = False
+
+    def _head(self, out: list[bytes]) -> None:
+        if not self._started:
+            out.append(header(self._seg))
+            self._started = True
+
+    def update(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        out: list[bytes] = []
+        self._head(out)
+        seg = self._seg
+        buf = self._buf
+        if not buf and len(data) > seg:
+            # Fast path: encrypt straight from the caller's buffer.
+            mv = memoryview(data)
+            n = (len(mv) - 1) // seg  # keep at least one byte back
+            aad = _aad(self._blob_id, False)
+            enc = self._aead.encrypt
+            for i in range(n):
+                out.append(enc(_nonce(self._index), mv[i * seg:(i + 1) * seg], aad))
+                self._index += 1
+            buf += mv[n * seg:]
+            return out
+        buf += data
+        if len(buf) > seg:
+            aad = _aad(self._blob_id, False)
+            n = (len(buf) - 1) // seg
+            mv = memoryview(buf)
+            for i in range(n):
+                out.append(self._aead.encrypt(_nonce(self._index), mv[i * seg:(i + 1) * seg], aad))
+                self._index += 1
+            rest = bytes(mv[n * seg:])
+            mv.release()
+            self._buf = bytearray(rest)
+        return out
+
+    def finish(self) -> list[bytes]:
+        out: list[bytes] = []
+        self._head(out)
+        out.append(self._aead.encrypt(_nonce(self._index), bytes(self._buf), _aad(self._blob_id, True)))
+        self._buf = bytearray()
+        self._index += 1
+        return out
+
+
+class SegmentDecryptor:
+    """Decrypt whole segments of one blob by index."""
+
+    __slots__ = ("_aead", "_blob_id", "seg", "size", "count")
+
+    def __init__(self, key: bytes, blob_id: str, size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+        self._aead = AESGCM(key)
+        self._blob_id = blob_id.encode()
+        self.seg = segment_size
+        self.size = size
+        self.count = segment_count(size, segment_size)
+
+    def ciphertext_span(self, first: int, last: int) -> tuple[int, int]:
+        """Byte offset and length, in the blob, of segments first..last inclusive."""
+        stride = self.seg + TAG_SIZE
+        start = HEADER_SIZE + first * stride
+        end = HEADER_SIZE + min(self.size + TAG_SIZE * self.count, (last + 1) * stride)
+        return start, end - start
+
+    def segments_for(self, offset: int, length: int) -> tuple[int, int]:
+        """Indices of the first and last segments covering plaintext [offset, offset+length)."""
+        if length <= 0:
+            return 0, 0
+        return offset // self.seg, (offset + length - 1) // self.seg
+
+    def decrypt(self, first: int, data: bytes | memoryview) -> bytes:
+        """Decrypt consecutive whole segments starting at index ``first``."""
+        stride = self.seg + TAG_SIZE
+        mv = memoryview(data)
+        out = []
+        index = first
+        pos = 0
+        try:
+            while pos < len(mv):
+                chunk = mv[pos:pos + stride]
+                final = index == self.count - 1
+                out.append(self._aead.decrypt(_nonce(index), chunk, _aad(self._blob_id, final)))
+                index += 1
+                pos += stride
+        except Exception as e:  # cryptography raises InvalidTag
+            raise IntegrityError(f"segment {index} failed authentication") from e
+        return out[0] if len(out) == 1 else b"".join(out)

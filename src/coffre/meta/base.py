@@ -1,0 +1,155 @@
+"""The metadata store interface. Every backend passes tests/conformance/test_meta.py."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from coffre.meta.records import (
+    AccessKeyRecord,
+    BucketRecord,
+    ListPage,
+    ObjectPartRecord,
+    ObjectRecord,
+    PartRecord,
+    TenantRecord,
+    UploadListPage,
+    UploadRecord,
+    WriteCondition,
+)
+
+
+class MetadataStore(ABC):
+    """Durable metadata. Every mutating call is one transaction, durable when it returns."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema; must be called once before use."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot answer."""
+
+    # -- deployment settings (small key/value facts, e.g. schema version) --
+    @abstractmethod
+    async def get_setting(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_setting(self, name: str, value: str) -> None: ...
+
+    # -- tenants and keys --
+    @abstractmethod
+    async def create_tenant(self, tenant: TenantRecord) -> None:
+        """Raise AlreadyExists when the id or name is taken."""
+
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def put_access_key(self, key: AccessKeyRecord) -> None:
+        """Insert or replace an access key."""
+
+    @abstractmethod
+    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None: ...
+
+    # -- buckets --
+    @abstractmethod
+    async def create_bucket(self, bucket: BucketRecord) -> None:
+        """Raise AlreadyExists(owner_tenant_id) when the name is taken (names are global)."""
+
+    @abstractmethod
+    async def get_bucket(self, name: str) -> BucketRecord | None: ...
+
+    @abstractmethod
+    async def list_buckets(self, tenant_id: str) -> list[BucketRecord]:
+        """The tenant's buckets in name order."""
+
+    @abstractmethod
+    async def delete_bucket(self, name: str) -> None:
+        """Raise NotFound, or NotEmpty when any object version or multipart upload remains."""
+
+    # -- objects --
+    @abstractmethod
+    async def get_object(self, bucket: str, key: str, version_id: str | None = None,
+                         with_parts: bool = False) -> ObjectRecord | None:
+        """The latest version (version_id None) or the given one; parts filled when asked."""
+
+    @abstractmethod
+    async def put_object(self, obj: ObjectRecord, condition: WriteCondition | None = None) -> list[str]:
+        """Commit ``obj`` as the latest version at its key.
+
+        Replaces a stored version with the same version id. Raises ConditionFailed
+        when ``condition`` does not hold. Returns the blob ids no longer referenced,
+        which the caller deletes once the commit is durable (they are also queued
+        for garbage collection in the same transaction, so a crash loses nothing).
+        """
+
+    @abstractmethod
+    async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
+        """Remove one version; returns the blob ids released (queued for GC as above)."""
+
+    @abstractmethod
+    async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> ListPage:
+        """Latest, non-delete-marker objects with keys > start_after, in UTF-8 byte order.
+
+        Keys sharing ``prefix`` + text up to the first ``delimiter`` after it are rolled up
+        into one common prefix. Objects plus common prefixes never exceed ``max_keys``.
+        The cost is bounded by the page, not by the bucket's size.
+        """
+
+    # -- multipart uploads --
+    @abstractmethod
+    async def create_upload(self, upload: UploadRecord) -> None: ...
+
+    @abstractmethod
+    async def get_upload(self, bucket: str, upload_id: str) -> UploadRecord | None: ...
+
+    @abstractmethod
+    async def put_part(self, part: PartRecord) -> list[str]:
+        """Insert or replace a part; returns replaced blob ids (queued for GC).
+
+        Raises NotFound if the upload no longer exists (so a part racing an abort or
+        completion is never left behind)."""
+
+    @abstractmethod
+    async def list_parts(self, upload_id: str, part_number_marker: int = 0,
+                         max_parts: int = 10000) -> list[PartRecord]:
+        """Parts with number > marker in ascending order, at most max_parts (+0)."""
+
+    @abstractmethod
+    async def list_uploads(self, bucket: str, prefix: str = "", delimiter: str = "",
+                           key_marker: str = "", upload_id_marker: str = "",
+                           max_uploads: int = 1000) -> UploadListPage: ...
+
+    @abstractmethod
+    async def complete_upload(self, upload_id: str, obj: ObjectRecord,
+                              parts: Sequence[ObjectPartRecord],
+                              condition: WriteCondition | None = None) -> list[str]:
+        """Atomically: commit ``obj`` made of ``parts``, delete the upload and its parts.
+
+        Blobs of uploaded parts not used and of the replaced version are released and
+        returned (queued for GC). Raises NotFound when the upload is gone and
+        ConditionFailed when ``condition`` does not hold.
+        """
+
+    @abstractmethod
+    async def abort_upload(self, upload_id: str) -> list[str]:
+        """Delete the upload and its parts; returns their blob ids (queued for GC).
+        Raises NotFound when the upload does not exist."""
+
+    # -- garbage collection --
+    @abstractmethod
+    async def garbage_batch(self, limit: int = 1000) -> list[str]:
+        """Blob ids released by commits and not yet deleted."""
+
+    @abstractmethod
+    async def garbage_done(self, blob_ids: Sequence[str]) -> None:
+        """Forget blob ids whose blobs have been deleted."""
+
+    @abstractmethod
+    async def blob_referenced(self, blob_ids: Sequence[str]) -> set[str]:
+        """Which of these blob ids a committed object version or uploaded part points at."""

@@ -1,0 +1,27 @@
+"""Errors a metadata backend raises; the domain layer translates them."""
+
+from __future__ import annotations
+
+
+class MetaError(Exception):
+    pass
+
+
+class AlreadyExists(MetaError):
+    """A row with this identity already exists (carries the existing owner when known)."""
+
+    def __init__(self, owner_tenant_id: str | None = None) -> None:
+        super().__init__("already exists")
+        self.owner_tenant_id = owner_tenant_id
+
+
+class NotFound(MetaError):
+    pass
+
+
+class NotEmpty(MetaError):
+    pass
+
+
+class ConditionFailed(MetaError):
+    """A WriteCondition did not hold at commit time."""

@@ -1,0 +1,154 @@
+"""Typed records exchanged between the domain layer and metadata backends.
+
+They live here (not in ``core``) because backends must never import ``core``.
+Times are POSIX seconds as floats (UTC). Object keys are ``str``; backends
+store them so that ordering is UTF-8 byte order, as S3 lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NULL_VERSION = "null"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    name: str
+    status: str  # "active" | "suspended" | "deleting"
+    created_at: float
+    # The tenant's data-key-wrapping key, itself wrapped by the deployment root key.
+    wrapped_key: bytes
+    canonical_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKeyRecord:
+    access_key_id: str
+    tenant_id: str
+    principal: str  # user name inside the tenant; "root" for the tenant root
+    # The secret, encrypted under the root key (SigV4 needs the secret itself,
+    # so it cannot be hashed; it is never stored in plaintext).
+    wrapped_secret: bytes
+    status: str  # "active" | "inactive"
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRecord:
+    name: str
+    tenant_id: str
+    region: str
+    created_at: float
+    versioning: str = ""  # "" (never enabled) | "Enabled" | "Suspended"
+    object_lock: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPartRecord:
+    """One stored piece of a multipart object, in part-number order."""
+
+    part_number: int
+    size: int
+    etag: str  # quoted
+    blob_id: str
+    dek: bytes  # wrapped data key of this piece's blob
+    checksum: str | None = None  # base64 checksum of this part, if the upload had an algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str  # quoted, as S3 returns it
+    last_modified: float
+    tenant_id: str
+    owner: str  # canonical id of the owning tenant
+    content_type: str = "binary/octet-stream"
+    # Stored system headers that round-trip: Content-Encoding, Content-Disposition,
+    # Content-Language, Cache-Control, Expires (names in canonical case).
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)  # lower-case names, no x-amz-meta- prefix
+    checksum_algorithm: str | None = None  # CRC32 | CRC32C | CRC64NVME | SHA1 | SHA256
+    checksum_value: str | None = None  # base64, with "-N" suffix for composite multipart
+    checksum_type: str | None = None  # FULL_OBJECT | COMPOSITE
+    blob_id: str | None = None  # single-blob objects; None for multipart (see parts)
+    dek: bytes | None = None  # wrapped data key of blob_id
+    parts: tuple[ObjectPartRecord, ...] = ()  # multipart objects only, filled on request
+    parts_count: int = 0  # 0 for a simple PUT
+    is_latest: bool = True
+    is_delete_marker: bool = False
+    storage_class: str = "STANDARD"
+
+    @property
+    def blob_ids(self) -> list[str]:
+        if self.blob_id is not None:
+            return [self.blob_id]
+        return [p.blob_id for p in self.parts]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    bucket: str
+    key: str
+    tenant_id: str
+    owner: str
+    initiated: float
+    content_type: str = "binary/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+    storage_class: str = "STANDARD"
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str  # quoted
+    blob_id: str
+    dek: bytes
+    last_modified: float
+    checksum: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing: entries and common prefixes interleaved in key order."""
+
+    objects: list[ObjectRecord]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # The last key or common prefix returned; where the next page starts.
+    next_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadListPage:
+    uploads: list[UploadRecord]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """Compare-and-set applied inside the commit transaction.
+
+    ``if_none_match_any``: there must be no current object at the key.
+    ``if_match``: the current object's ETag (quoted) must equal this.
+    """
+
+    if_none_match_any: bool = False
+    if_match: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.if_none_match_any and self.if_match is None

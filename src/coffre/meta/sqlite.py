@@ -1,0 +1,673 @@
+"""SQLite (WAL) metadata backend: the embedded default.
+
+One writer connection on its own thread serialises every transaction (SQLite
+allows one writer at a time anyway); readers use their own connections on a
+small pool so reads never wait behind a writer's fsync. ``synchronous=FULL``:
+a commit is on disk when the call returns, so an acknowledged write survives
+a crash or a power loss.
+
+Object keys are stored as BLOBs of their UTF-8 bytes, so ``ORDER BY key`` is
+UTF-8 byte order (what S3 lists) and range bounds may be any byte string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from coffre.meta.base import MetadataStore
+from coffre.meta.errors import AlreadyExists, ConditionFailed, NotEmpty, NotFound
+from coffre.meta.records import (
+    AccessKeyRecord,
+    BucketRecord,
+    ListPage,
+    ObjectPartRecord,
+    ObjectRecord,
+    PartRecord,
+    TenantRecord,
+    UploadListPage,
+    UploadRecord,
+    WriteCondition,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings(
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenants(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    canonical_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS access_keys(
+    access_key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    principal TEXT NOT NULL,
+    wrapped_secret BLOB NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    region TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    versioning TEXT NOT NULL DEFAULT '',
+    object_lock INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS buckets_tenant ON buckets(tenant_id, name);
+CREATE TABLE IF NOT EXISTS objects(
+    id INTEGER PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    version_id TEXT NOT NULL,
+    is_latest INTEGER NOT NULL,
+    is_delete_marker INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified REAL NOT NULL,
+    tenant_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    user_meta TEXT NOT NULL,
+    checksum_algorithm TEXT,
+    checksum_value TEXT,
+    checksum_type TEXT,
+    blob_id TEXT,
+    dek BLOB,
+    parts_count INTEGER NOT NULL DEFAULT 0,
+    storage_class TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects(bucket, key, version_id);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_latest ON objects(bucket, key) WHERE is_latest = 1;
+CREATE INDEX IF NOT EXISTS objects_blob ON objects(blob_id) WHERE blob_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS object_parts(
+    object_id INTEGER NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    dek BLOB NOT NULL,
+    checksum TEXT,
+    PRIMARY KEY(object_id, part_number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS object_parts_blob ON object_parts(blob_id);
+CREATE TABLE IF NOT EXISTS uploads(
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    tenant_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    initiated REAL NOT NULL,
+    content_type TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    user_meta TEXT NOT NULL,
+    checksum_algorithm TEXT,
+    checksum_type TEXT,
+    storage_class TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_bucket_key ON uploads(bucket, key, initiated, upload_id);
+CREATE TABLE IF NOT EXISTS parts(
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    dek BLOB NOT NULL,
+    last_modified REAL NOT NULL,
+    checksum TEXT,
+    PRIMARY KEY(upload_id, part_number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parts_blob ON parts(blob_id);
+CREATE TABLE IF NOT EXISTS garbage(
+    blob_id TEXT PRIMARY KEY,
+    queued_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_OBJ_COLS = (
+    "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
+    "owner, content_type, headers, user_meta, checksum_algorithm, checksum_value, checksum_type, "
+    "blob_id, dek, parts_count, storage_class"
+)
+_UPLOAD_COLS = (
+    "upload_id, bucket, key, tenant_id, owner, initiated, content_type, headers, user_meta, "
+    "checksum_algorithm, checksum_type, storage_class"
+)
+_PART_COLS = "upload_id, part_number, size, etag, blob_id, dek, last_modified, checksum"
+
+
+def _kb(key: str) -> bytes:
+    # surrogateescape keeps any key the protocol layer could decode round-trippable.
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _ks(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "surrogatepass")
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)
+
+
+def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...] = ()) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=row[1], key=_ks(row[2]), version_id=row[3], is_latest=bool(row[4]),
+        is_delete_marker=bool(row[5]), size=row[6], etag=row[7], last_modified=row[8],
+        tenant_id=row[9], owner=row[10], content_type=row[11], headers=json.loads(row[12]),
+        user_meta=json.loads(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
+        checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
+        storage_class=row[20], parts=parts,
+    )
+
+
+def _upload(row: tuple[Any, ...]) -> UploadRecord:
+    return UploadRecord(
+        upload_id=row[0], bucket=row[1], key=_ks(row[2]), tenant_id=row[3], owner=row[4],
+        initiated=row[5], content_type=row[6], headers=json.loads(row[7]), user_meta=json.loads(row[8]),
+        checksum_algorithm=row[9], checksum_type=row[10], storage_class=row[11],
+    )
+
+
+def _part(row: tuple[Any, ...]) -> PartRecord:
+    return PartRecord(upload_id=row[0], part_number=row[1], size=row[2], etag=row[3], blob_id=row[4],
+                      dek=row[5], last_modified=row[6], checksum=row[7])
+
+
+class SQLiteMetadataStore(MetadataStore):
+    def __init__(self, path: str, readers: int = 4) -> None:
+        self.path = path
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-meta-w")
+        self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- plumbing --
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, lambda: fn(self._reader()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._writer
+            assert conn is not None, "store not opened"
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_pool, run)
+
+    async def open(self) -> None:
+        def init() -> None:
+            d = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(d, exist_ok=True)
+            self._writer = self._connect()
+            self._writer.executescript(SCHEMA)
+            row = self._writer.execute("SELECT value FROM settings WHERE name='schema_version'").fetchone()
+            if row is None:
+                self._writer.execute("INSERT INTO settings VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(f"metadata schema {row[0]} is newer than this coffre ({SCHEMA_VERSION})")
+            try:
+                os.chmod(self.path, 0o600)
+            except OSError:
+                pass
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, init)
+
+    async def close(self) -> None:
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- settings --
+    async def get_setting(self, name: str) -> str | None:
+        row = await self._read(lambda c: c.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone())
+        return None if row is None else str(row[0])
+
+    async def set_setting(self, name: str, value: str) -> None:
+        await self._write(lambda c: c.execute("INSERT OR REPLACE INTO settings VALUES(?, ?)", (name, value)))
+
+    # -- tenants and keys --
+    async def create_tenant(self, tenant: TenantRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute("INSERT INTO tenants VALUES(?,?,?,?,?,?)", (
+                    tenant.id, tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
+                    tenant.canonical_id))
+            except sqlite3.IntegrityError as e:
+                raise AlreadyExists() from e
+
+        await self._write(tx)
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT id, name, status, created_at, wrapped_key, canonical_id FROM tenants WHERE id=?",
+            (tenant_id,)).fetchone())
+        if row is None:
+            return None
+        return TenantRecord(id=row[0], name=row[1], status=row[2], created_at=row[3],
+                            wrapped_key=bytes(row[4]), canonical_id=row[5])
+
+    async def put_access_key(self, key: AccessKeyRecord) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO access_keys VALUES(?,?,?,?,?,?)",
+            (key.access_key_id, key.tenant_id, key.principal, key.wrapped_secret, key.status, key.created_at)))
+
+    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT access_key_id, tenant_id, principal, wrapped_secret, status, created_at "
+            "FROM access_keys WHERE access_key_id=?", (access_key_id,)).fetchone())
+        if row is None:
+            return None
+        return AccessKeyRecord(access_key_id=row[0], tenant_id=row[1], principal=row[2],
+                               wrapped_secret=bytes(row[3]), status=row[4], created_at=row[5])
+
+    # -- buckets --
+    async def create_bucket(self, bucket: BucketRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT tenant_id FROM buckets WHERE name=?", (bucket.name,)).fetchone()
+            if row is not None:
+                raise AlreadyExists(row[0])
+            c.execute("INSERT INTO buckets VALUES(?,?,?,?,?,?)", (
+                bucket.name, bucket.tenant_id, bucket.region, bucket.created_at, bucket.versioning,
+                int(bucket.object_lock)))
+
+        await self._write(tx)
+
+    @staticmethod
+    def _bucket(row: tuple[Any, ...]) -> BucketRecord:
+        return BucketRecord(name=row[0], tenant_id=row[1], region=row[2], created_at=row[3],
+                            versioning=row[4], object_lock=bool(row[5]))
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT name, tenant_id, region, created_at, versioning, object_lock FROM buckets WHERE name=?",
+            (name,)).fetchone())
+        return None if row is None else self._bucket(row)
+
+    async def list_buckets(self, tenant_id: str) -> list[BucketRecord]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT name, tenant_id, region, created_at, versioning, object_lock FROM buckets "
+            "WHERE tenant_id=? ORDER BY name", (tenant_id,)).fetchall())
+        return [self._bucket(r) for r in rows]
+
+    async def delete_bucket(self, name: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM buckets WHERE name=?", (name,)).fetchone() is None:
+                raise NotFound()
+            if c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone() is not None:
+                raise NotEmpty()
+            if c.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone() is not None:
+                raise NotEmpty()
+            c.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+        await self._write(tx)
+
+    # -- objects --
+    @staticmethod
+    def _object_parts(c: sqlite3.Connection, object_id: int) -> tuple[ObjectPartRecord, ...]:
+        rows = c.execute(
+            "SELECT part_number, size, etag, blob_id, dek, checksum FROM object_parts "
+            "WHERE object_id=? ORDER BY part_number", (object_id,)).fetchall()
+        return tuple(ObjectPartRecord(part_number=r[0], size=r[1], etag=r[2], blob_id=r[3], dek=bytes(r[4]),
+                                      checksum=r[5]) for r in rows)
+
+    async def get_object(self, bucket: str, key: str, version_id: str | None = None,
+                         with_parts: bool = False) -> ObjectRecord | None:
+        def q(c: sqlite3.Connection) -> ObjectRecord | None:
+            if version_id is None:
+                row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND is_latest=1",
+                                (bucket, _kb(key))).fetchone()
+            else:
+                row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                                (bucket, _kb(key), version_id)).fetchone()
+            if row is None:
+                return None
+            parts = self._object_parts(c, row[0]) if with_parts and row[19] else ()
+            return _obj(row, parts)
+
+        return await self._read(q)
+
+    @staticmethod
+    def _check(c: sqlite3.Connection, bucket: str, key: bytes, condition: WriteCondition | None) -> None:
+        if condition is None or condition.empty:
+            return
+        row = c.execute("SELECT etag, is_delete_marker FROM objects WHERE bucket=? AND key=? AND is_latest=1",
+                        (bucket, key)).fetchone()
+        exists = row is not None and not row[1]
+        if condition.if_none_match_any and exists:
+            raise ConditionFailed()
+        if condition.if_match is not None and (not exists or row[0] != condition.if_match):
+            raise ConditionFailed()
+
+    @staticmethod
+    def _release(c: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
+        now = time.time()
+        c.executemany("INSERT OR IGNORE INTO garbage VALUES(?, ?)", [(b, now) for b in blob_ids])
+        return blob_ids
+
+    @classmethod
+    def _drop_row(cls, c: sqlite3.Connection, object_id: int, blob_id: str | None) -> list[str]:
+        released = [blob_id] if blob_id else []
+        released += [r[0] for r in c.execute("SELECT blob_id FROM object_parts WHERE object_id=?", (object_id,))]
+        c.execute("DELETE FROM object_parts WHERE object_id=?", (object_id,))
+        c.execute("DELETE FROM objects WHERE id=?", (object_id,))
+        return released
+
+    @classmethod
+    def _insert_object(cls, c: sqlite3.Connection, obj: ObjectRecord,
+                       parts: Sequence[ObjectPartRecord]) -> list[str]:
+        key = _kb(obj.key)
+        released: list[str] = []
+        same = c.execute("SELECT id, blob_id FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                         (obj.bucket, key, obj.version_id)).fetchone()
+        if same is not None:
+            released += cls._drop_row(c, same[0], same[1])
+        c.execute("UPDATE objects SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (obj.bucket, key))
+        cur = c.execute(
+            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (obj.bucket, key, obj.version_id, int(obj.is_delete_marker), obj.size, obj.etag,
+             obj.last_modified, obj.tenant_id, obj.owner, obj.content_type, json.dumps(obj.headers),
+             json.dumps(obj.user_meta), obj.checksum_algorithm, obj.checksum_value, obj.checksum_type,
+             obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class))
+        if parts:
+            oid = cur.lastrowid
+            c.executemany("INSERT INTO object_parts VALUES(?,?,?,?,?,?,?)",
+                          [(oid, p.part_number, p.size, p.etag, p.blob_id, p.dek, p.checksum) for p in parts])
+        return released
+
+    async def put_object(self, obj: ObjectRecord, condition: WriteCondition | None = None) -> list[str]:
+        def tx(c: sqlite3.Connection) -> list[str]:
+            self._check(c, obj.bucket, _kb(obj.key), condition)
+            return self._release(c, self._insert_object(c, obj, ()))
+
+        return await self._write(tx)
+
+    async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
+        def tx(c: sqlite3.Connection) -> list[str]:
+            kb = _kb(key)
+            row = c.execute("SELECT id, blob_id, is_latest FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                            (bucket, kb, version_id)).fetchone()
+            if row is None:
+                return []
+            released = self._drop_row(c, row[0], row[1])
+            if row[2]:
+                # The newest remaining version becomes the latest one.
+                c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
+                          "AND key=? ORDER BY id DESC LIMIT 1)", (bucket, kb))
+            return self._release(c, released)
+
+        return await self._write(tx)
+
+    async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> ListPage:
+        def q(c: sqlite3.Connection) -> ListPage:
+            pfx = _kb(prefix)
+            upper = prefix_end(pfx) if pfx else None
+            cursor = _kb(start_after)
+            inclusive = False  # whether cursor itself may be returned
+            if pfx > cursor:
+                cursor, inclusive = pfx, True
+            dlm = _kb(delimiter)
+            objects: list[ObjectRecord] = []
+            prefixes: list[str] = []
+            last: str | None = None
+            want = max_keys
+            while True:
+                if len(objects) + len(prefixes) >= want:
+                    # Truncated only if anything remains after the last returned entry.
+                    more = self._any_after(c, bucket, cursor, inclusive, upper)
+                    return ListPage(objects, prefixes, more, last if more else None)
+                batch = want - len(objects) - len(prefixes) + 1
+                op = ">=" if inclusive else ">"
+                sql = (f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND is_latest=1 AND key {op} ? "
+                       + ("AND key < ? " if upper is not None else "")
+                       + "AND is_delete_marker=0 ORDER BY key LIMIT ?")
+                args: tuple[Any, ...] = (bucket, cursor, upper, batch) if upper is not None else (bucket, cursor, batch)
+                rows = c.execute(sql, args).fetchall()
+                if not rows:
+                    return ListPage(objects, prefixes, False, None)
+                reseek = False
+                for row in rows:
+                    kb = bytes(row[2])
+                    if dlm:
+                        i = kb.find(dlm, len(pfx))
+                        if i >= 0:
+                            cp = kb[: i + len(dlm)]
+                            if len(objects) + len(prefixes) >= want:
+                                return ListPage(objects, prefixes, True, last)
+                            prefixes.append(_ks(cp))
+                            last = _ks(cp)
+                            nxt = prefix_end(cp)
+                            if nxt is None:
+                                return ListPage(objects, prefixes, False, None)
+                            cursor, inclusive = nxt, True
+                            reseek = True
+                            break
+                    if len(objects) + len(prefixes) >= want:
+                        return ListPage(objects, prefixes, True, last)
+                    objects.append(_obj(row))
+                    last = _ks(kb)
+                    cursor, inclusive = kb, False
+                if not reseek and len(rows) < batch:
+                    return ListPage(objects, prefixes, False, None)
+
+        if max_keys <= 0:
+            return ListPage([], [], False, None)
+        return await self._read(q)
+
+    @staticmethod
+    def _any_after(c: sqlite3.Connection, bucket: str, cursor: bytes, inclusive: bool, upper: bytes | None) -> bool:
+        op = ">=" if inclusive else ">"
+        sql = (f"SELECT 1 FROM objects WHERE bucket=? AND is_latest=1 AND key {op} ? "
+               + ("AND key < ? " if upper is not None else "") + "AND is_delete_marker=0 LIMIT 1")
+        args: tuple[Any, ...] = (bucket, cursor, upper) if upper is not None else (bucket, cursor)
+        return c.execute(sql, args).fetchone() is not None
+
+    # -- multipart --
+    async def create_upload(self, upload: UploadRecord) -> None:
+        await self._write(lambda c: c.execute(
+            f"INSERT INTO uploads({_UPLOAD_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (upload.upload_id, upload.bucket, _kb(upload.key), upload.tenant_id, upload.owner, upload.initiated,
+             upload.content_type, json.dumps(upload.headers), json.dumps(upload.user_meta),
+             upload.checksum_algorithm, upload.checksum_type, upload.storage_class)))
+
+    async def get_upload(self, bucket: str, upload_id: str) -> UploadRecord | None:
+        row = await self._read(lambda c: c.execute(
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE upload_id=? AND bucket=?", (upload_id, bucket)).fetchone())
+        return None if row is None else _upload(row)
+
+    async def put_part(self, part: PartRecord) -> list[str]:
+        def tx(c: sqlite3.Connection) -> list[str]:
+            if c.execute("SELECT 1 FROM uploads WHERE upload_id=?", (part.upload_id,)).fetchone() is None:
+                raise NotFound()
+            old = c.execute("SELECT blob_id FROM parts WHERE upload_id=? AND part_number=?",
+                            (part.upload_id, part.part_number)).fetchone()
+            c.execute(f"INSERT OR REPLACE INTO parts({_PART_COLS}) VALUES(?,?,?,?,?,?,?,?)",
+                      (part.upload_id, part.part_number, part.size, part.etag, part.blob_id, part.dek,
+                       part.last_modified, part.checksum))
+            return self._release(c, [old[0]] if old else [])
+
+        return await self._write(tx)
+
+    async def list_parts(self, upload_id: str, part_number_marker: int = 0,
+                         max_parts: int = 10000) -> list[PartRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_PART_COLS} FROM parts WHERE upload_id=? AND part_number>? ORDER BY part_number LIMIT ?",
+            (upload_id, part_number_marker, max_parts)).fetchall())
+        return [_part(r) for r in rows]
+
+    async def list_uploads(self, bucket: str, prefix: str = "", delimiter: str = "",
+                           key_marker: str = "", upload_id_marker: str = "",
+                           max_uploads: int = 1000) -> UploadListPage:
+        def q(c: sqlite3.Connection) -> UploadListPage:
+            pfx = _kb(prefix)
+            upper = prefix_end(pfx) if pfx else None
+            dlm = _kb(delimiter)
+            uploads: list[UploadRecord] = []
+            prefixes: list[str] = []
+            # Position: (key, initiated, upload_id) strictly after the markers.
+            km = _kb(key_marker)
+            if key_marker and upload_id_marker:
+                row = c.execute("SELECT initiated FROM uploads WHERE upload_id=?", (upload_id_marker,)).fetchone()
+                pos: tuple[bytes, float, str] | None = (km, row[0], upload_id_marker) if row else (km, float("inf"), "")
+            else:
+                pos = (km, float("inf"), "") if key_marker else None
+            if pfx and (pos is None or pos[0] < pfx):
+                pos = None
+                lower_key: bytes = pfx
+            else:
+                lower_key = pos[0] if pos else b""
+            last_key: str | None = None
+            last_uid: str | None = None
+            while True:
+                remaining = max_uploads - len(uploads) - len(prefixes)
+                if pos is None:
+                    where, args = "bucket=? AND key>=?", [bucket, lower_key]
+                else:
+                    where = "bucket=? AND (key>? OR (key=? AND (initiated>? OR (initiated=? AND upload_id>?))))"
+                    args = [bucket, pos[0], pos[0], pos[1], pos[1], pos[2]]
+                if upper is not None:
+                    where += " AND key<?"
+                    args.append(upper)
+                rows = c.execute(f"SELECT {_UPLOAD_COLS} FROM uploads WHERE {where} "
+                                 "ORDER BY key, initiated, upload_id LIMIT ?", (*args, remaining + 1)).fetchall()
+                if not rows:
+                    return UploadListPage(uploads, prefixes, False, None, None)
+                reseek = False
+                for row in rows:
+                    kb = bytes(row[2])
+                    if len(uploads) + len(prefixes) >= max_uploads:
+                        return UploadListPage(uploads, prefixes, True, last_key, last_uid)
+                    if dlm:
+                        i = kb.find(dlm, len(pfx))
+                        if i >= 0:
+                            cp = kb[: i + len(dlm)]
+                            prefixes.append(_ks(cp))
+                            last_key, last_uid = _ks(cp), None
+                            nxt = prefix_end(cp)
+                            if nxt is None:
+                                return UploadListPage(uploads, prefixes, False, None, None)
+                            pos, lower_key = None, nxt
+                            reseek = True
+                            break
+                    u = _upload(row)
+                    uploads.append(u)
+                    last_key, last_uid = u.key, u.upload_id
+                    pos = (kb, u.initiated, u.upload_id)
+                if not reseek and len(rows) <= remaining:
+                    return UploadListPage(uploads, prefixes, False, None, None)
+
+        if max_uploads <= 0:
+            return UploadListPage([], [], False, None, None)
+        return await self._read(q)
+
+    async def complete_upload(self, upload_id: str, obj: ObjectRecord,
+                              parts: Sequence[ObjectPartRecord],
+                              condition: WriteCondition | None = None) -> list[str]:
+        def tx(c: sqlite3.Connection) -> list[str]:
+            if c.execute("SELECT 1 FROM uploads WHERE upload_id=?", (upload_id,)).fetchone() is None:
+                raise NotFound()
+            self._check(c, obj.bucket, _kb(obj.key), condition)
+            used = {p.blob_id for p in parts}
+            unused = [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (upload_id,))
+                      if r[0] not in used]
+            released = self._insert_object(c, obj, parts)
+            c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+            c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+            return self._release(c, released + unused)
+
+        return await self._write(tx)
+
+    async def abort_upload(self, upload_id: str) -> list[str]:
+        def tx(c: sqlite3.Connection) -> list[str]:
+            if c.execute("SELECT 1 FROM uploads WHERE upload_id=?", (upload_id,)).fetchone() is None:
+                raise NotFound()
+            blobs = [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (upload_id,))]
+            c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+            c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+            return self._release(c, blobs)
+
+        return await self._write(tx)
+
+    # -- garbage --
+    async def garbage_batch(self, limit: int = 1000) -> list[str]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT blob_id FROM garbage ORDER BY queued_at LIMIT ?", (limit,)).fetchall())
+        return [r[0] for r in rows]
+
+    async def garbage_done(self, blob_ids: Sequence[str]) -> None:
+        if blob_ids:
+            await self._write(lambda c: c.executemany("DELETE FROM garbage WHERE blob_id=?",
+                                                      [(b,) for b in blob_ids]))
+
+    async def blob_referenced(self, blob_ids: Sequence[str]) -> set[str]:
+        def q(c: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for b in blob_ids:
+                if (c.execute("SELECT 1 FROM objects WHERE blob_id=? LIMIT 1", (b,)).fetchone()
+                        or c.execute("SELECT 1 FROM object_parts WHERE blob_id=? LIMIT 1", (b,)).fetchone()
+                        or c.execute("SELECT 1 FROM parts WHERE blob_id=? LIMIT 1", (b,)).fetchone()):
+                    found.add(b)
+            return found
+
+        return await self._read(q)

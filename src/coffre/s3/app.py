@@ -1,0 +1,189 @@
+"""The S3 front end: one entry point per request — address, authenticate, dispatch, answer.
+
+Errors from any layer become S3 XML here and only here (through s3/errors.py);
+an unexpected exception is a 500 InternalError whose details stay in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from coffre.core.coffre import Coffre
+from coffre.core.errors import (
+    AccessDenied,
+    CoffreError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotImplementedOperation,
+    RequestHeaderSectionTooLarge,
+    SignatureDoesNotMatch,
+)
+from coffre.s3 import routing, sigv4
+from coffre.s3.context import HANDLERS, Ctx
+from coffre.s3.errors import status_and_code
+from coffre.s3.xml import Doc
+from coffre.settings import Settings
+
+# Importing the handler modules registers their operations.
+from coffre.s3.handlers import buckets, multipart, objects, service  # noqa: F401  isort: skip
+
+log = logging.getLogger("coffre.s3")
+
+# Operations that carry a payload worth a 100 Continue only once authenticated.
+_NO_AUTH_OPS = frozenset({"PostObject"})
+
+
+def parse_query(raw: str) -> list[tuple[str, str]]:
+    out = []
+    if not raw:
+        return out
+    for part in raw.split("&"):
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        out.append((unquote(k), unquote(v)))
+    return out
+
+
+def request_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+class S3App:
+    def __init__(self, coffre: Coffre, settings: Settings) -> None:
+        self.coffre = coffre
+        self.settings = settings
+        self.host_id = secrets.token_urlsafe(24)
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        rid = request_id()
+        ctx: Ctx | None = None
+        method = request.method
+        try:
+            ctx = self._context(request, rid)
+            await self._authenticate(ctx)
+            handler = HANDLERS.get(ctx.operation)
+            if handler is None:
+                if ctx.operation == "Unknown":
+                    raise MethodNotAllowed(method=method)
+                raise NotImplementedOperation(f"{ctx.operation} is not implemented yet.", operation=ctx.operation)
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                # Sent only now, so a refused request never makes the client send its body.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            response = await handler(ctx)
+        except CoffreError as exc:
+            response = self._error(request, ctx, exc, rid)
+        except Exception:
+            log.exception("internal error", extra={"request_id": rid})
+            response = self._error_response(request, 500, "InternalError",
+                                            "We encountered an internal error. Please try again.", rid, ctx)
+        response.headers["x-amz-request-id"] = rid
+        response.headers["x-amz-id-2"] = self.host_id
+        response.headers.setdefault("Server", "coffre")
+        return response
+
+    def _context(self, request: web.BaseRequest, rid: str) -> Ctx:
+        raw = request.raw_path
+        raw_path, _, raw_query = raw.partition("?")
+        headers: dict[str, str] = {}
+        total = 0
+        for k, v in request.raw_headers:
+            name = k.decode("latin-1").lower()
+            value = v.decode("utf-8", "surrogateescape")
+            total += len(k) + len(v) + 4
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        if total > self.settings.max_headers_total:
+            raise RequestHeaderSectionTooLarge(size=total, max=self.settings.max_headers_total)
+        query_list = parse_query(raw_query)
+        query: dict[str, str] = {}
+        for k, v in query_list:
+            query.setdefault(k, v)
+        hb = routing.host_bucket(headers.get("host"), self.settings.virtual_host_domains)
+        bucket, key = routing.split_path(raw_path, hb)
+        op = routing.operation(request.method, bucket, key, query, headers)
+        ctx = Ctx(request=request, request_id=rid, coffre=self.coffre, settings=self.settings, operation=op,
+                  bucket=bucket, key=key, query=query, headers=headers, raw_path=raw_path,
+                  query_list=query_list)
+        return ctx
+
+    async def _authenticate(self, ctx: Ctx) -> None:
+        req = sigv4.Request(method=ctx.request.method, raw_path=ctx.raw_path, query=ctx.query_list,
+                            headers=ctx.headers)
+        info = sigv4.parse_auth(req)
+        if info is None:
+            if ctx.operation in _NO_AUTH_OPS:
+                return
+            raise AccessDenied("Anonymous access is not allowed.")
+        creds = await self.coffre.credentials(info.access_key_id)
+        now = time.time()
+        if info.version == 4:
+            ctx.signing_key = sigv4.verify_v4(req, info, creds.secret, now=now,
+                                              max_skew=self.settings.max_clock_skew,
+                                              max_expires=self.settings.max_presign_expires)
+            if info.payload_hash in sigv4.STREAMING_MODES and info.presigned:
+                raise SignatureDoesNotMatch("Streaming payloads cannot be presigned")
+        else:
+            resource = ctx.raw_path
+            hb = routing.host_bucket(ctx.headers.get("host"), self.settings.virtual_host_domains)
+            if hb is not None:
+                resource = "/" + hb + resource
+            sigv4.verify_v2(req, info, creds.secret, resource, now=now, max_skew=self.settings.max_clock_skew)
+        if info.version == 4 and ctx.headers.get("content-encoding", "").startswith("aws-chunked") \
+                and info.payload_hash not in sigv4.STREAMING_MODES:
+            raise InvalidRequest("aws-chunked content needs a STREAMING-* x-amz-content-sha256.")
+        ctx.auth = info
+        ctx.principal = creds.principal
+
+    def _error(self, request: web.BaseRequest, ctx: Ctx | None, exc: CoffreError, rid: str) -> web.StreamResponse:
+        status, code = status_and_code(exc)
+        if status >= 500:
+            log.warning("%s %s -> %s %s", request.method, request.path, status, code)
+        extra = {k: v for k, v in exc.fields.items() if isinstance(v, (str, int, float))}
+        if code == "NotModified":
+            resp = web.Response(status=304)
+            if "etag" in extra:
+                resp.headers["ETag"] = str(extra["etag"])
+            if ctx is not None:
+                resp.headers.extend(ctx.response_headers)
+            return resp
+        return self._error_response(request, status, code, str(exc), rid, ctx, extra)
+
+    def _error_response(self, request: web.BaseRequest, status: int, code: str, message: str, rid: str,
+                        ctx: Ctx | None, extra: dict[str, object] | None = None) -> web.StreamResponse:
+        headers: CIMultiDict[str] = CIMultiDict()
+        if ctx is not None:
+            headers.extend(ctx.response_headers)
+        if request.method == "HEAD":
+            # HEAD errors carry no body; clients read the status alone.
+            return web.Response(status=status, headers=headers)
+        resource = request.path
+        doc = Doc("Error", ns=False).leaf("Code", code).leaf("Message", message)
+        if ctx is not None and ctx.bucket is not None:
+            doc.leaf("BucketName", ctx.bucket)
+            if ctx.key is not None:
+                doc.leaf("Key", ctx.key)
+        for name, value in (extra or {}).items():
+            tag = _EXTRA_TAGS.get(name)
+            if tag:
+                doc.leaf(tag, value)
+        doc.leaf("Resource", resource).leaf("RequestId", rid).leaf("HostId", self.host_id).close("Error")
+        return web.Response(body=doc.bytes(), status=status, content_type="application/xml", headers=headers)
+
+
+_EXTRA_TAGS = {
+    "condition": "Condition", "max": "MaxSizeAllowed", "size": "ProposedSize", "access_key_id": "AWSAccessKeyId",
+    "request_time": "RequestTime", "max_skew": "MaxAllowedSkewMilliseconds", "upload_id": "UploadId",
+    "part_number": "PartNumber", "version_id": "VersionId", "method": "Method", "name": "ArgumentName",
+    "location": "LocationConstraint", "range": "RangeRequested", "expected": "ExpectedSize",
+    "received": "ReceivedSize",
+}
+
+
+def make_server(app: S3App) -> web.Server:
+    return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256)  # type: ignore[call-arg]

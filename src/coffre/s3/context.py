@@ -1,0 +1,137 @@
+"""Per-request state handed to every S3 operation handler, and response helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from coffre.core.body import Body
+from coffre.core.errors import InvalidArgument, InvalidRequest, MissingContentLength
+from coffre.core.identity import Principal
+from coffre.s3 import sigv4
+from coffre.s3.body import ChunkedBody, PlainBody
+from coffre.s3.sigv4 import AuthInfo
+from coffre.s3.xml import Doc
+
+if TYPE_CHECKING:
+    from coffre.core.coffre import Coffre
+    from coffre.settings import Settings
+
+
+@dataclass
+class Ctx:
+    request: web.BaseRequest
+    request_id: str
+    coffre: Coffre
+    settings: Settings
+    operation: str
+    bucket: str | None
+    key: str | None
+    query: dict[str, str]  # first value of each name, decoded
+    headers: dict[str, str]  # lower-case names
+    raw_path: str = "/"  # percent-encoded path as sent, without the query
+    query_list: list[tuple[str, str]] = field(default_factory=list)  # every (name, value), in order
+    principal: Principal | None = None
+    auth: AuthInfo | None = None
+    signing_key: bytes | None = None
+    response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+
+    @property
+    def p(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    @property
+    def b(self) -> str:
+        assert self.bucket is not None
+        return self.bucket
+
+    @property
+    def k(self) -> str:
+        assert self.key is not None
+        return self.key
+
+    def content_length(self) -> int | None:
+        v = self.headers.get("content-length")
+        if v is None:
+            return None
+        try:
+            n = int(v)
+        except ValueError as e:
+            raise InvalidArgument("Content-Length must be a number", name="Content-Length") from e
+        if n < 0:
+            raise InvalidArgument("Content-Length must not be negative", name="Content-Length")
+        return n
+
+    def payload_length(self) -> int | None:
+        """Length of the payload once de-framed (x-amz-decoded-content-length for aws-chunked)."""
+        if self.is_chunked():
+            v = self.headers.get("x-amz-decoded-content-length")
+            if v is None:
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    return None
+                raise MissingContentLength("x-amz-decoded-content-length is required with aws-chunked")
+            try:
+                return int(v)
+            except ValueError as e:
+                raise InvalidArgument("x-amz-decoded-content-length must be a number") from e
+        return self.content_length()
+
+    def is_chunked(self) -> bool:
+        payload = self.auth.payload_hash if self.auth is not None else ""
+        return payload in sigv4.STREAMING_MODES
+
+    def body(self) -> Body:
+        """The request payload as a domain Body (de-framed and verified as it streams)."""
+        reader = self.request.content
+        if self.is_chunked():
+            assert self.auth is not None
+            return ChunkedBody(reader, self.auth, self.signing_key, self.payload_length())
+        length = self.content_length()
+        if length is None and self.headers.get("transfer-encoding", "").lower() != "chunked":
+            raise MissingContentLength()
+        sha = None
+        if self.auth is not None and self.auth.version == 4 and not self.auth.presigned:
+            if self.auth.payload_hash != sigv4.UNSIGNED:
+                sha = self.auth.payload_hash
+        return PlainBody(reader, length, sha)
+
+    async def read_small(self, limit: int) -> bytes:
+        """Read a whole (XML) body, refusing anything above ``limit`` bytes."""
+        length = self.payload_length()
+        if length is not None and length > limit:
+            raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
+        out = bytearray()
+        async for chunk in self.body():
+            out += chunk
+            if len(out) > limit:
+                raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
+        return bytes(out)
+
+    # -- responses --
+    def xml(self, doc: Doc, status: int = 200) -> web.Response:
+        return web.Response(body=doc.bytes(), status=status, content_type="application/xml",
+                            headers=self.response_headers)
+
+    def empty(self, status: int = 200) -> web.Response:
+        return web.Response(status=status, headers=self.response_headers)
+
+
+Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def operation(name: str) -> Callable[[Handler], Handler]:
+    """Register the handler of one S3 operation."""
+
+    def deco(fn: Handler) -> Handler:
+        if name in HANDLERS:
+            raise RuntimeError(f"duplicate handler for {name}")
+        HANDLERS[name] = fn
+        return fn
+
+    return deco

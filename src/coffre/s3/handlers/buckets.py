@@ -1,0 +1,169 @@
+"""Bucket operations: create, head, delete, location, and object listings (v1 and v2)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote
+
+from aiohttp import web
+
+from coffre.core.errors import InvalidArgument, InvalidLocationConstraint
+from coffre.meta.records import ListPage
+from coffre.s3 import xml
+from coffre.s3.context import Ctx, operation
+from coffre.s3.xml import Doc, iso8601
+
+
+@operation("CreateBucket")
+async def create_bucket(ctx: Ctx) -> web.StreamResponse:
+    location = None
+    body = await ctx.read_small(ctx.settings.max_xml_body)
+    if body.strip():
+        root = xml.parse(body)
+        if root.tag != "CreateBucketConfiguration":
+            raise xml.MalformedXML()
+        location = xml.text(root, "LocationConstraint")
+        if location == "":
+            raise InvalidLocationConstraint("The specified location-constraint is not valid", location="")
+    await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location)
+    ctx.response_headers["Location"] = "/" + ctx.b
+    return ctx.empty()
+
+
+@operation("HeadBucket")
+async def head_bucket(ctx: Ctx) -> web.StreamResponse:
+    bucket = await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
+    ctx.response_headers["x-amz-bucket-region"] = bucket.region
+    ctx.response_headers["x-amz-access-point-alias"] = "false"
+    return ctx.empty()
+
+
+@operation("DeleteBucket")
+async def delete_bucket(ctx: Ctx) -> web.StreamResponse:
+    await ctx.coffre.buckets.delete_bucket(ctx.p, ctx.b)
+    return ctx.empty(204)
+
+
+@operation("GetBucketLocation")
+async def get_bucket_location(ctx: Ctx) -> web.StreamResponse:
+    bucket = await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
+    doc = Doc()
+    # us-east-1 is reported as an empty constraint, as S3 does.
+    region = "" if bucket.region == "us-east-1" else bucket.region
+    doc.raw(f'<LocationConstraint xmlns="{xml.S3_NS}">{xml.esc(region)}</LocationConstraint>')
+    return ctx.xml(doc)
+
+
+def _max_keys(ctx: Ctx, name: str = "max-keys") -> int:
+    raw = ctx.query.get(name)
+    if raw is None:
+        return 1000
+    try:
+        n = int(raw)
+    except ValueError as e:
+        raise InvalidArgument("Provided max-keys not an integer or within integer range", name=name) from e
+    if n < 0:
+        raise InvalidArgument("Argument maxKeys must be an integer between 0 and 2147483647", name=name)
+    return n
+
+
+def _encoding(ctx: Ctx) -> bool:
+    enc = ctx.query.get("encoding-type")
+    if enc is None:
+        return False
+    if enc.lower() != "url":
+        raise InvalidArgument("Invalid Encoding Method specified in Request", name="encoding-type")
+    return True
+
+
+def _enc(value: str, url: bool) -> str:
+    return quote(value, safe="/") if url else value
+
+
+def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
+    for o in page.objects:
+        doc.open("Contents").leaf("Key", _enc(o.key, url)).leaf("LastModified", iso8601(o.last_modified))
+        doc.leaf("ETag", o.etag).leaf("Size", o.size)
+        if o.checksum_algorithm and o.checksum_type:
+            doc.leaf("ChecksumAlgorithm", o.checksum_algorithm).leaf("ChecksumType", o.checksum_type)
+        doc.leaf("StorageClass", o.storage_class)
+        if owner:
+            doc.open("Owner").leaf("ID", o.owner).leaf("DisplayName", "").close("Owner")
+        doc.close("Contents")
+    for p in page.common_prefixes:
+        doc.open("CommonPrefixes").leaf("Prefix", _enc(p, url)).close("CommonPrefixes")
+
+
+@operation("ListObjects")
+async def list_objects(ctx: Ctx) -> web.StreamResponse:
+    url = _encoding(ctx)
+    max_keys = _max_keys(ctx)
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    marker = ctx.query.get("marker", "")
+    page = await ctx.coffre.buckets.list_objects(ctx.p, ctx.b, prefix=prefix, delimiter=delimiter,
+                                                 start_after=marker, max_keys=max_keys)
+    doc = Doc("ListBucketResult")
+    doc.leaf("Name", ctx.b).leaf("Prefix", _enc(prefix, url)).leaf("Marker", _enc(marker, url))
+    doc.leaf("MaxKeys", max_keys)
+    if delimiter:
+        doc.leaf("Delimiter", _enc(delimiter, url))
+    doc.leaf("IsTruncated", page.is_truncated)
+    if page.is_truncated and delimiter and page.next_marker is not None:
+        doc.leaf("NextMarker", _enc(page.next_marker, url))
+    if url:
+        doc.leaf("EncodingType", "url")
+    _contents(doc, page, url, owner=True)
+    doc.close("ListBucketResult")
+    return ctx.xml(doc)
+
+
+def encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(b"k1:" + key.encode("utf-8", "surrogateescape")).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError) as e:
+        raise InvalidArgument("The continuation token provided is incorrect", name="continuation-token") from e
+    if not raw.startswith(b"k1:"):
+        raise InvalidArgument("The continuation token provided is incorrect", name="continuation-token")
+    return raw[3:].decode("utf-8", "surrogateescape")
+
+
+@operation("ListObjectsV2")
+async def list_objects_v2(ctx: Ctx) -> web.StreamResponse:
+    url = _encoding(ctx)
+    max_keys = _max_keys(ctx)
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    start_after = ctx.query.get("start-after", "")
+    token = ctx.query.get("continuation-token")
+    fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
+    if token is not None:
+        if token == "":
+            raise InvalidArgument("The continuation token provided is incorrect", name="continuation-token")
+        position = decode_token(token)
+    else:
+        position = start_after
+    page = await ctx.coffre.buckets.list_objects(ctx.p, ctx.b, prefix=prefix, delimiter=delimiter,
+                                                 start_after=position, max_keys=max_keys)
+    doc = Doc("ListBucketResult")
+    doc.leaf("Name", ctx.b).leaf("Prefix", _enc(prefix, url))
+    if start_after:
+        doc.leaf("StartAfter", _enc(start_after, url))
+    if token is not None:
+        doc.leaf("ContinuationToken", token)
+    doc.leaf("KeyCount", len(page.objects) + len(page.common_prefixes)).leaf("MaxKeys", max_keys)
+    if delimiter:
+        doc.leaf("Delimiter", _enc(delimiter, url))
+    doc.leaf("IsTruncated", page.is_truncated)
+    if page.is_truncated and page.next_marker is not None:
+        doc.leaf("NextContinuationToken", encode_token(page.next_marker))
+    if url:
+        doc.leaf("EncodingType", "url")
+    _contents(doc, page, url, owner=fetch_owner)
+    doc.close("ListBucketResult")
+    return ctx.xml(doc)

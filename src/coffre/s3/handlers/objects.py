@@ -1,0 +1,213 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+from aiohttp import web
+
+from coffre.core import checksums
+from coffre.core.conditions import ReadConditions
+from coffre.core.errors import InvalidArgument, InvalidPartNumber, InvalidRequest
+from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
+from coffre.core.ranges import parse_range
+from coffre.meta.records import NULL_VERSION, ObjectRecord
+from coffre.s3.context import Ctx, operation
+
+# Bodies up to this size are sent in one write, larger ones streamed.
+SMALL_BODY = 256 * 1024
+_STORED_LOWER = {h.lower(): h for h in STORED_HEADERS}
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type", "response-content-language": "Content-Language",
+    "response-expires": "Expires", "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
+}
+
+
+def http_date(ts: float) -> str:
+    return formatdate(int(ts), usegmt=True)
+
+
+def write_meta(ctx: Ctx) -> WriteMeta:
+    """Content-Type, stored system headers and x-amz-meta-* from a request."""
+    h = ctx.headers
+    headers = {canon: h[low] for low, canon in _STORED_LOWER.items() if low in h}
+    enc = headers.get("Content-Encoding")
+    if enc is not None:
+        # aws-chunked is transport framing, not a property of the object.
+        kept = [e.strip() for e in enc.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
+        if kept:
+            headers["Content-Encoding"] = ",".join(kept)
+        else:
+            del headers["Content-Encoding"]
+    user = {k[len("x-amz-meta-"):]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
+    storage = h.get("x-amz-storage-class", "STANDARD")
+    return WriteMeta(content_type=h.get("content-type"), headers=headers, user_meta=user, storage_class=storage)
+
+
+def integrity(ctx: Ctx) -> Integrity:
+    """What the client declared about its payload: Content-MD5 and one flexible checksum."""
+    h = ctx.headers
+    found = [(a, h[checksums.header_name(a)]) for a in checksums.ALGORITHMS if checksums.header_name(a) in h]
+    if len(found) > 1:
+        raise InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    sdk = checksums.normalize(h.get("x-amz-sdk-checksum-algorithm"))
+    trailer = h.get("x-amz-trailer", "").strip().lower()
+    algo: str | None = None
+    value: str | None = None
+    in_trailer = False
+    if found:
+        algo, value = found[0]
+        checksums.validate_value(algo, value)
+        if sdk is not None and sdk != algo:
+            raise InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.")
+    elif trailer:
+        if not trailer.startswith("x-amz-checksum-"):
+            raise InvalidRequest(f"The trailer {trailer} is not supported.")
+        algo = checksums.normalize(trailer[len("x-amz-checksum-"):])
+        in_trailer = True
+    elif sdk is not None:
+        algo = sdk
+    return Integrity(content_md5=h.get("content-md5"), checksum_algorithm=algo, checksum_value=value,
+                     checksum_in_trailer=in_trailer)
+
+
+def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> None:
+    """Headers GET and HEAD return for an object (not Content-Length/Range)."""
+    rh = ctx.response_headers
+    rh["ETag"] = obj.etag
+    rh["Last-Modified"] = http_date(obj.last_modified)
+    rh["Content-Type"] = obj.content_type
+    rh["Accept-Ranges"] = "bytes"
+    for name, value in obj.headers.items():
+        rh[name] = value
+    for name, value in obj.user_meta.items():
+        rh["x-amz-meta-" + name] = value
+    rh["x-amz-server-side-encryption"] = "AES256"
+    if obj.version_id != NULL_VERSION:
+        rh["x-amz-version-id"] = obj.version_id
+    if obj.storage_class != "STANDARD":
+        rh["x-amz-storage-class"] = obj.storage_class
+    if checksum and obj.checksum_algorithm and obj.checksum_value:
+        rh[checksums.header_name(obj.checksum_algorithm)] = obj.checksum_value
+        if obj.checksum_type:
+            rh["x-amz-checksum-type"] = obj.checksum_type
+
+
+def read_conditions(ctx: Ctx) -> ReadConditions:
+    h = ctx.headers
+    return ReadConditions(if_match=h.get("if-match"), if_none_match=h.get("if-none-match"),
+                          if_modified_since=h.get("if-modified-since"),
+                          if_unmodified_since=h.get("if-unmodified-since"))
+
+
+@operation("PutObject")
+async def put_object(ctx: Ctx) -> web.StreamResponse:
+    integ = integrity(ctx)
+    obj = await ctx.coffre.objects.put_object(
+        ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(), wm=write_meta(ctx),
+        integrity=integ, if_match=ctx.headers.get("if-match"), if_none_match=ctx.headers.get("if-none-match"))
+    rh = ctx.response_headers
+    rh["ETag"] = obj.etag
+    rh["x-amz-server-side-encryption"] = "AES256"
+    if obj.version_id != NULL_VERSION:
+        rh["x-amz-version-id"] = obj.version_id
+    if obj.checksum_algorithm and obj.checksum_value:
+        rh[checksums.header_name(obj.checksum_algorithm)] = obj.checksum_value
+        rh["x-amz-checksum-type"] = "FULL_OBJECT"
+    return ctx.empty()
+
+
+def _part_number(ctx: Ctx) -> int | None:
+    raw = ctx.query.get("partNumber")
+    if raw is None:
+        return None
+    try:
+        n = int(raw)
+    except ValueError as e:
+        raise InvalidArgument("Part number must be an integer between 1 and 10000, inclusive",
+                              name="partNumber") from e
+    if not 1 <= n <= 10000:
+        raise InvalidArgument("Part number must be an integer between 1 and 10000, inclusive", name="partNumber")
+    return n
+
+
+async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int | None]:
+    """The object, the byte span to serve (None: all of it) and the part number asked for."""
+    part_number = _part_number(ctx)
+    if part_number is not None and "range" in ctx.headers:
+        raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), with_parts=True)
+    read_conditions(ctx).check(obj.etag, obj.last_modified)
+    span: tuple[int, int] | None = None
+    if part_number is not None:
+        if obj.parts:
+            if part_number > len(obj.parts):
+                raise InvalidPartNumber(part_number=part_number)
+            start = sum(p.size for p in obj.parts[: part_number - 1])
+            span = (start, start + obj.parts[part_number - 1].size)
+            ctx.response_headers["x-amz-mp-parts-count"] = str(len(obj.parts))
+        elif part_number != 1:
+            raise InvalidPartNumber(part_number=part_number)
+    else:
+        span = parse_range(ctx.headers.get("range"), obj.size)
+    return obj, span, part_number
+
+
+def _overrides(ctx: Ctx) -> None:
+    for q, header in _RESPONSE_OVERRIDES.items():
+        if q in ctx.query:
+            ctx.response_headers[header] = ctx.query[q]
+
+
+@operation("GetObject")
+async def get_object(ctx: Ctx) -> web.StreamResponse:
+    obj, span, part_number = await _resolve(ctx)
+    whole = span is None or (span == (0, obj.size) and part_number is None)
+    object_headers(ctx, obj, checksum=whole and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    _overrides(ctx)
+    start, end = span if span is not None else (0, obj.size)
+    status = 200
+    if span is not None and (part_number is None or obj.parts):
+        status = 206
+        ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}" if end > start \
+            else f"bytes */{obj.size}"
+    length = end - start
+    if length <= SMALL_BODY:
+        data = b"".join([c async for c in ctx.coffre.objects.open(obj, start, end)])
+        resp = web.Response(body=data, status=status, headers=ctx.response_headers)
+        if "Content-Type" in ctx.response_headers:
+            resp.headers["Content-Type"] = ctx.response_headers["Content-Type"]
+        return resp
+    resp = web.StreamResponse(status=status, headers=ctx.response_headers)
+    resp.content_length = length
+    await resp.prepare(ctx.request)
+    async for chunk in ctx.coffre.objects.open(obj, start, end):
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+@operation("HeadObject")
+async def head_object(ctx: Ctx) -> web.StreamResponse:
+    obj, span, part_number = await _resolve(ctx)
+    object_headers(ctx, obj, checksum=ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+                   and part_number is None and span is None)
+    _overrides(ctx)
+    status = 200
+    length = obj.size
+    if span is not None:
+        start, end = span
+        length = end - start
+        if part_number is None or obj.parts:
+            status = 206
+            ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
+    resp = web.Response(status=status, headers=ctx.response_headers)
+    resp.headers["Content-Length"] = str(length)
+    return resp
+
+
+@operation("DeleteObject")
+async def delete_object(ctx: Ctx) -> web.StreamResponse:
+    await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"))
+    return ctx.empty(204)

@@ -1,0 +1,78 @@
+"""Wiring for ``coffre serve``: build the stores from settings and run the S3 listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from coffre.blob.local import LocalBlobStore
+from coffre.core.coffre import Bootstrap, Coffre
+from coffre.crypto.keys import FileKeyProvider
+from coffre.meta.sqlite import SQLiteMetadataStore
+from coffre.s3.app import S3App, make_server
+from coffre.settings import Settings
+
+log = logging.getLogger("coffre")
+
+
+def build(settings: Settings) -> Coffre:
+    os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+    return Coffre(settings, SQLiteMetadataStore(settings.meta_path), LocalBlobStore(settings.blob_dir),
+                  FileKeyProvider(settings.root_key_path))
+
+
+def announce(settings: Settings, boot: Bootstrap) -> None:
+    out = sys.stdout
+    out.write(f"coffre listening on http://{settings.address} (data in {os.path.abspath(settings.data_dir)})\n")
+    if boot.secret_key is not None:
+        # Printed once, at creation: the secret is stored only encrypted and never shown again.
+        out.write("Root credentials were generated (shown once, keep them safe):\n")
+        out.write(f"  AWS_ACCESS_KEY_ID={boot.access_key_id}\n")
+        out.write(f"  AWS_SECRET_ACCESS_KEY={boot.secret_key}\n")
+    else:
+        out.write(f"Root access key: {boot.access_key_id}\n")
+    out.flush()
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    coffre = build(settings)
+    await coffre.open()
+    boot = await coffre.bootstrap()
+    coffre.start_gc()
+    server = make_server(S3App(coffre, settings))
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10,
+                              keepalive_timeout=settings.keepalive_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
+    await site.start()
+    announce(settings, boot)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        await coffre.close()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    asyncio.run(serve(settings))

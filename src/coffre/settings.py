@@ -1,0 +1,116 @@
+"""The one settings object, read once at start: defaults < TOML file < environment < command line.
+
+Every setting is documented in docs/configuration.md; keep both in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the S3 API listens, as HOST:PORT.
+    address: str = "127.0.0.1:9000"
+    # State directory: metadata database, blobs, root key.
+    data_dir: str = "./coffre-data"
+    # Region reported by GetBucketLocation and expected in SigV4 scopes (any region is accepted
+    # in signatures, as clients often sign with their own default).
+    region: str = "us-east-1"
+    # Base domains for virtual-hosted-style addressing ("bucket.s3.example.com").
+    virtual_host_domains: tuple[str, ...] = ()
+    # Root credentials for automation; generated and printed once when unset.
+    root_access_key: str | None = field(default=None, repr=False)
+    root_secret_key: str | None = field(default=None, repr=False)
+    # Allowed clock skew for signed requests, in seconds (AWS: 15 minutes).
+    max_clock_skew: int = 900
+    # Longest presigned URL validity accepted, in seconds (AWS: 7 days).
+    max_presign_expires: int = 604800
+    # Limits (AWS values by default).
+    max_object_size: int = 5 * 1024 * GiB  # 5 TiB
+    max_put_size: int = 5 * GiB  # single PUT / UploadPart / copy
+    min_part_size: int = 5 * MiB  # every part but the last
+    max_parts: int = 10000
+    max_key_length: int = 1024  # bytes of UTF-8
+    max_user_metadata: int = 2048  # bytes: names + values of x-amz-meta-*
+    max_header_size: int = 8190  # one header line (AWS: 8 KiB)
+    max_headers_total: int = 16 * 1024  # whole header section
+    max_xml_body: int = 2 * MiB  # request bodies parsed as XML
+    max_delete_objects: int = 1000
+    # Garbage collection: orphaned blobs are removed after this many seconds.
+    gc_grace_seconds: int = 3600
+    gc_interval_seconds: int = 300
+    # Seconds an idle keep-alive connection stays open.
+    keepalive_timeout: float = 75.0
+    # Log level: DEBUG, INFO, WARNING, ERROR.
+    log_level: str = "INFO"
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def meta_path(self) -> str:
+        return os.path.join(self.data_dir, "meta.sqlite3")
+
+    @property
+    def blob_dir(self) -> str:
+        return os.path.join(self.data_dir, "blobs")
+
+    @property
+    def root_key_path(self) -> str:
+        return os.path.join(self.data_dir, "root.key")
+
+
+_ENV_PREFIX = "COFFRE_"
+_ALIASES = {"root_access_key": "ROOT_ACCESS_KEY", "root_secret_key": "ROOT_SECRET_KEY"}
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    typ = type(current) if current is not None else str
+    if isinstance(current, tuple) or name == "virtual_host_domains":
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(value)
+    if typ is bool:
+        return str(value).lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
+    if typ is int:
+        return int(value)
+    if typ is float:
+        return float(value)
+    return str(value)
+
+
+def load_settings(config_file: str | None = None, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build the settings: defaults, then the TOML file, then COFFRE_* variables, then overrides."""
+    env = os.environ if env is None else env
+    s = Settings()
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_file:
+        with open(config_file, "rb") as fh:
+            doc = tomllib.load(fh)
+        for k, v in doc.items():
+            name = k.replace("-", "_")
+            if name not in known:
+                raise ValueError(f"{config_file}: unknown setting {k!r}")
+            values[name] = _coerce(name, v, getattr(s, name))
+    for name in known:
+        var = _ENV_PREFIX + _ALIASES.get(name, name.upper())
+        if var in env and env[var] != "":
+            values[name] = _coerce(name, env[var], getattr(s, name))
+    for name, v in overrides.items():
+        if v is not None:
+            values[name] = _coerce(name, v, getattr(s, name))
+    return replace(s, **values)
