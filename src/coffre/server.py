@@ -44,11 +44,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await coffre.open()
     boot = await coffre.bootstrap()
     coffre.start_gc()
-    server = make_server(S3App(coffre, settings))
     # aiohttp's access log would write request lines, presigned signatures included; the audit
     # trail (its own issue) is the record of requests.
-    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10, access_log=None,
-                              keepalive_timeout=settings.keepalive_timeout)
+    server = make_server(S3App(coffre, settings), access_log=None, keepalive_timeout=settings.keepalive_timeout)
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
     await site.start()

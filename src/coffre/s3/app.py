@@ -185,5 +185,7 @@ _EXTRA_TAGS = {
 }
 
 
-def make_server(app: S3App) -> web.Server:
-    return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256)  # type: ignore[call-arg]
+def make_server(app: S3App, **kwargs: object) -> web.Server:
+    """The aiohttp low-level server; ``kwargs`` go to its connection handler (timeouts, access_log)."""
+    return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256,  # type: ignore[call-arg]
+                      **kwargs)
