@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from coffre.blob.base import BlobStore, new_blob_id
 from coffre.core.checksums import Checksum
 from coffre.core.errors import EntityTooLarge, IncompleteBody
 from coffre.core.keyring import Keyring
-from coffre.crypto.segments import TAG_SIZE, SegmentDecryptor, SegmentEncryptor
+from coffre.crypto.segments import TAG_SIZE, IntegrityError, SegmentDecryptor, SegmentEncryptor
 
 BATCH = 1 << 20
 INLINE_LIMIT = 128 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class BlobIO:
         self.segment_size = segment_size
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-cpu")
 
-    async def _cpu(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _cpu(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def write(self, tenant_id: str, body: AsyncIterable[bytes], *, max_size: int,
@@ -104,7 +106,12 @@ class BlobIO:
 
     async def read(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
                    start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Yield plaintext bytes [start, end) of one blob holding ``size`` plaintext bytes."""
+        """Yield plaintext bytes [start, end) of one blob holding ``size`` plaintext bytes.
+
+        Raises IntegrityError if the blob fails authentication or is shorter than
+        ``size`` says, possibly after some bytes were yielded: a caller that has
+        already sent some must cut its stream rather than end it normally.
+        """
         end = size if end is None else min(end, size)
         if start >= end and size > 0:
             return
@@ -113,27 +120,64 @@ class BlobIO:
         dec = SegmentDecryptor(dek, blob_id, size, self.segment_size)
         if size == 0:
             off, length = dec.ciphertext_span(0, 0)
-            data = await self.blobs.read(blob_id, off, length)
-            dec.decrypt(0, data)  # authenticates the empty final segment
+            dec.decrypt_span(0, 0, await self.blobs.read(blob_id, off, length))  # authenticates the empty final segment
             return
         first, last = dec.segments_for(start, end - start)
         per_batch = max(1, BATCH // dec.seg)
+        off, total = dec.ciphertext_span(first, last)
+        batch_bytes = per_batch * self.stride(dec.seg)
+        # One stream over the whole span rather than a read per batch: the blob is
+        # opened once, so an overwrite that deletes it meanwhile does not cut this read
+        # short (on POSIX an open file outlives its unlink).
+        stream = self.blobs.get(blob_id, off, total, chunk_size=batch_bytes)
         index = first
-        while index <= last:
-            upto = min(last, index + per_batch - 1)
-            off, length = dec.ciphertext_span(index, upto)
-            data = await self.blobs.read(blob_id, off, length)
-            if length > INLINE_LIMIT:
-                plain = await self._cpu(dec.decrypt, index, data)
-            else:
-                plain = dec.decrypt(index, data)
-            lo = start - index * dec.seg if index == first else 0
-            hi = end - index * dec.seg
-            if lo > 0 or hi < len(plain):
-                plain = plain[lo:hi]
-            yield plain
-            index = upto + 1
+        try:
+            async for data in _aligned(stream, batch_bytes):
+                if index > last:
+                    raise IntegrityError(f"blob {blob_id} is longer than its segments")
+                upto = min(last, index + per_batch - 1)
+                plain = await self._open(dec, index, upto, data)  # checks the batch is whole
+                yield self._cut(plain, dec.seg, index, first, start, end)
+                index = upto + 1
+            if index <= last:
+                raise IntegrityError(f"blob {blob_id} ends before segment {index}")
+        finally:
+            aclose = getattr(stream, "aclose", None)  # close the file now, not when collected
+            if aclose is not None:
+                await aclose()
+
+    async def _open(self, dec: SegmentDecryptor, first: int, last: int, data: bytes) -> bytes:
+        if len(data) > INLINE_LIMIT:
+            return await self._cpu(dec.decrypt_span, first, last, data)
+        return dec.decrypt_span(first, last, data)
+
+    @staticmethod
+    def _cut(plain: bytes, seg: int, index: int, first: int, start: int, end: int) -> bytes:
+        """Trim decrypted segments starting at ``index`` to the plaintext range [start, end)."""
+        lo = start - index * seg if index == first else 0
+        hi = end - index * seg
+        if lo > 0 or hi < len(plain):
+            return plain[lo:hi]
+        return plain
 
     @staticmethod
     def stride(segment_size: int) -> int:
         return segment_size + TAG_SIZE
+
+
+async def _aligned(pieces: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup ``pieces`` into runs of exactly ``size`` bytes (the last may be shorter).
+
+    A backend is free to return pieces of any length; decryption needs whole segments.
+    """
+    buf = bytearray()
+    async for piece in pieces:
+        if not buf and len(piece) == size:
+            yield piece  # the usual case: the backend honoured chunk_size
+            continue
+        buf += piece
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)

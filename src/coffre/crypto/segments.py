@@ -44,6 +44,7 @@ def parse_header(data: bytes) -> int:
     if len(data) < HEADER_SIZE or data[:4] != MAGIC:
         raise IntegrityError("not a coffre blob")
     version, log2, _ = struct.unpack(">BBH", data[4:8])
+    log2 = int(log2)
     if version != VERSION or not 10 <= log2 <= 24:
         raise IntegrityError("unsupported blob format")
     return 1 << log2
@@ -151,7 +152,11 @@ class SegmentDecryptor:
         return offset // self.seg, (offset + length - 1) // self.seg
 
     def decrypt(self, first: int, data: bytes | memoryview) -> bytes:
-        """Decrypt consecutive whole segments starting at index ``first``."""
+        """Decrypt consecutive whole segments starting at index ``first``.
+
+        Data that runs past the final segment is refused: a blob extended after
+        its final segment is as corrupt as a truncated one.
+        """
         stride = self.seg + TAG_SIZE
         mv = memoryview(data)
         out = []
@@ -159,11 +164,27 @@ class SegmentDecryptor:
         pos = 0
         try:
             while pos < len(mv):
+                if index >= self.count:
+                    raise IntegrityError(f"data past the final segment ({self.count - 1})")
                 chunk = mv[pos:pos + stride]
                 final = index == self.count - 1
                 out.append(self._aead.decrypt(_nonce(index), chunk, _aad(self._blob_id, final)))
                 index += 1
                 pos += stride
+        except IntegrityError:
+            raise
         except Exception as e:  # cryptography raises InvalidTag
             raise IntegrityError(f"segment {index} failed authentication") from e
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def decrypt_span(self, first: int, last: int, data: bytes | memoryview) -> bytes:
+        """Decrypt segments first..last inclusive, which ``data`` must hold exactly.
+
+        The length check is what catches a blob cut at a segment boundary: the
+        segments left before the cut still authenticate on their own, only the
+        missing bytes betray the loss.
+        """
+        _, length = self.ciphertext_span(first, last)
+        if len(data) != length:
+            raise IntegrityError(f"segments {first}..{last}: expected {length} bytes, found {len(data)}")
+        return self.decrypt(first, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from email.utils import formatdate
 
 from aiohttp import web
@@ -13,6 +14,8 @@ from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
+
+log = logging.getLogger("coffre.s3")
 
 # Bodies up to this size are sent in one write, larger ones streamed.
 SMALL_BODY = 256 * 1024
@@ -182,8 +185,17 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     resp = web.StreamResponse(status=status, headers=ctx.response_headers)
     resp.content_length = length
     await resp.prepare(ctx.request)
-    async for chunk in ctx.coffre.objects.open(obj, start, end):
-        await resp.write(chunk)
+    try:
+        async for chunk in ctx.coffre.objects.open(obj, start, end):
+            await resp.write(chunk)
+    except Exception:
+        # The status line and part of the body are already sent, so no error response can
+        # follow (it would land inside the body). Cutting the connection is the one signal
+        # left: the client sees a short read, never a body that is silently wrong.
+        log.exception("GetObject failed after the response started", extra={"request_id": ctx.request_id})
+        if ctx.request.transport is not None:
+            ctx.request.transport.abort()
+        return resp
     await resp.write_eof()
     return resp
 
