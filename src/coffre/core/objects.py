@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 
 from coffre.core import checksums
 from coffre.core.blobio import BlobIO, StoredBlob
-from coffre.core.body import Body
+from coffre.core.body import Body, StreamBody
 from coffre.core.buckets import BucketService
 from coffre.core.checksums import Checksum
-from coffre.core.conditions import etag_matches
+from coffre.core.conditions import ReadConditions, etag_matches
 from coffre.core.errors import (
     BadDigest,
+    CoffreError,
     ConditionalRequestConflict,
+    EntityTooLarge,
     InvalidArgument,
     InvalidDigest,
     InvalidRequest,
@@ -65,7 +67,66 @@ class Integrity:
 
 
 def metadata_size(user_meta: Mapping[str, str]) -> int:
-    return sum(len(k.encode()) + len(v.encode()) for k, v in user_meta.items())
+    """Bytes of user metadata as AWS counts them: UTF-8 names (without x-amz-meta-) plus values."""
+    return sum(len(k.encode("utf-8", "surrogateescape")) + len(v.encode("utf-8", "surrogateescape"))
+               for k, v in user_meta.items())
+
+
+COPY_TO_ITSELF = ("This copy request is illegal because it is trying to copy an object to itself without "
+                  "changing the object's metadata, storage class, website redirect location or encryption "
+                  "attributes.")
+METADATA_DIRECTIVES = ("COPY", "REPLACE")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """What a CopyObject asks for, beyond the source and destination names."""
+
+    directive: str = "COPY"  # COPY: metadata from the source; REPLACE: from ``wm``
+    wm: WriteMeta = field(default_factory=WriteMeta)
+    storage_class_given: bool = False
+    checksum_algorithm: str | None = None  # x-amz-checksum-algorithm; None keeps the source's
+    # The request changes something AWS counts as a change for a copy onto itself
+    # (x-amz-server-side-encryption or x-amz-website-redirect-location given).
+    other_changes: bool = False
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutcome:
+    """One key of a DeleteObjects request: deleted (error None) or the error it met."""
+
+    key: str
+    version_id: str | None
+    error: CoffreError | None = None
+
+
+def check_digests(md5: bytes, checksum: Checksum | None, integrity: Integrity,
+                  trailers: Mapping[str, str]) -> None:
+    """Compare what a client declared about a payload with what was received (BadDigest...)."""
+    if integrity.content_md5 is not None:
+        try:
+            want = base64.b64decode(integrity.content_md5, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidDigest() from e
+        if len(want) != 16:
+            raise InvalidDigest()
+        if want != md5:
+            raise BadDigest()
+    algo = integrity.checksum_algorithm
+    if algo is None or checksum is None:
+        return
+    value = integrity.checksum_value
+    if value is None and integrity.checksum_in_trailer:
+        value = trailers.get(checksums.header_name(algo))
+        if value is None:
+            raise InvalidRequest(f"The trailer {checksums.header_name(algo)} was declared but not sent.")
+    if value is None:
+        return
+    checksums.validate_value(algo, value)
+    if value != checksum.b64():
+        raise BadDigest(f"The {algo} you specified did not match the calculated checksum.")
 
 
 class ObjectService:
@@ -76,6 +137,11 @@ class ObjectService:
         self.buckets = buckets
 
     # -- helpers shared by writers (also used by multipart and copy) --
+    def check_put_size(self, content_length: int | None) -> None:
+        """A single PUT (or part) announcing more than max_put_size bytes is refused up front."""
+        if content_length is not None and content_length > self.settings.max_put_size:
+            raise EntityTooLarge(size=content_length, max=self.settings.max_put_size)
+
     def check_write_meta(self, wm: WriteMeta) -> None:
         if metadata_size(wm.user_meta) > self.settings.max_user_metadata:
             raise MetadataTooLarge(size=metadata_size(wm.user_meta), max=self.settings.max_user_metadata)
@@ -88,28 +154,7 @@ class ObjectService:
     @staticmethod
     def verify(stored: StoredBlob, integrity: Integrity, trailers: Mapping[str, str]) -> None:
         """Compare what the client declared with what was received; raise before any commit."""
-        if integrity.content_md5 is not None:
-            try:
-                want = base64.b64decode(integrity.content_md5, validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise InvalidDigest() from e
-            if len(want) != 16:
-                raise InvalidDigest()
-            if want != stored.md5:
-                raise BadDigest()
-        algo = integrity.checksum_algorithm
-        if algo is None or stored.checksum is None:
-            return
-        value = integrity.checksum_value
-        if value is None and integrity.checksum_in_trailer:
-            value = trailers.get(checksums.header_name(algo))
-            if value is None:
-                raise InvalidRequest(f"The trailer {checksums.header_name(algo)} was declared but not sent.")
-        if value is None:
-            return
-        checksums.validate_value(algo, value)
-        if value != stored.checksum.b64():
-            raise BadDigest(f"The {algo} you specified did not match the calculated checksum.")
+        check_digests(stored.md5, stored.checksum, integrity, trailers)
 
     async def store(self, principal: Principal, body: Body, *, content_length: int | None,
                     integrity: Integrity, max_size: int | None = None,
@@ -181,6 +226,8 @@ class ObjectService:
                          if_match: str | None = None, if_none_match: str | None = None) -> ObjectRecord:
         bucket = await self.buckets.authorize(principal, bucket_name)
         check_key(key, self.settings.max_key_length)
+        # Refused from the declared length alone, before a byte of the body is read.
+        self.check_put_size(content_length)
         self.check_write_meta(wm)
         condition = await self.precheck_write(bucket.name, key, if_match, if_none_match)
         stored = await self.store(principal, body, content_length=content_length, integrity=integrity)
@@ -228,11 +275,79 @@ class ObjectService:
 
     async def delete_object(self, principal: Principal, bucket_name: str, key: str,
                             version_id: str | None = None) -> None:
+        """Remove a key; succeeds whether or not it existed (S3 answers 204 either way)."""
         bucket = await self.buckets.authorize(principal, bucket_name)
+        await self._delete(bucket.name, key, version_id)
+
+    async def _delete(self, bucket: str, key: str, version_id: str | None) -> None:
         if version_id is not None and version_id != NULL_VERSION and not _valid_version(version_id):
             raise InvalidArgument("Invalid version id specified")
-        released = await self.meta.delete_object(bucket.name, key, version_id or NULL_VERSION)
+        released = await self.meta.delete_object(bucket, key, version_id or NULL_VERSION)
         await self.release(released)
+
+    async def delete_objects(self, principal: Principal, bucket_name: str,
+                             items: list[tuple[str, str | None]]) -> list[DeleteOutcome]:
+        """DeleteObjects: each (key, version id) is deleted on its own; failures are reported per key.
+
+        The bucket is checked once (a missing bucket fails the whole request); the count
+        limit is the protocol layer's (it answers MalformedXML before calling here).
+        """
+        bucket = await self.buckets.authorize(principal, bucket_name)
+        out: list[DeleteOutcome] = []
+        for key, version_id in items:
+            try:
+                await self._delete(bucket.name, key, version_id)
+            except CoffreError as e:
+                out.append(DeleteOutcome(key, version_id, e))
+            else:
+                out.append(DeleteOutcome(key, version_id))
+        return out
+
+    async def copy_object(self, principal: Principal, src_bucket: str, src_key: str, src_version: str | None,
+                          src_conditions: ReadConditions, dst_bucket: str, dst_key: str,
+                          req: CopyRequest) -> tuple[ObjectRecord, ObjectRecord]:
+        """CopyObject: (new object, source object).
+
+        The source plaintext streams through a new data key into a new blob (a copy never
+        shares ciphertext, so destroying one never touches the other). The checksum keeps
+        the source's algorithm unless the request names one, and is computed on the bytes
+        actually copied.
+        """
+        bucket = await self.buckets.authorize(principal, dst_bucket)
+        check_key(dst_key, self.settings.max_key_length)
+        if req.directive not in METADATA_DIRECTIVES:
+            raise InvalidArgument("Unknown metadata directive.", name="x-amz-metadata-directive",
+                                  value=req.directive)
+        src = await self.head_object(principal, src_bucket, src_key, src_version, with_parts=True)
+        src_conditions.check(src.etag, src.last_modified, copy_source=True)
+        algo = req.checksum_algorithm or src.checksum_algorithm or checksums.DEFAULT_ALGORITHM
+        same_key = src.bucket == bucket.name and src.key == dst_key and src.is_latest
+        if same_key and req.directive == "COPY" and not req.other_changes \
+                and (not req.storage_class_given or req.wm.storage_class == src.storage_class) \
+                and (req.checksum_algorithm is None or req.checksum_algorithm == src.checksum_algorithm):
+            raise InvalidRequest(COPY_TO_ITSELF)
+        if src.size > self.settings.max_put_size:
+            raise InvalidRequest("The specified copy source is larger than the maximum allowable size for a "
+                                 f"copy source: {self.settings.max_put_size}")
+        if req.directive == "REPLACE":
+            content_type = req.wm.content_type or DEFAULT_CONTENT_TYPE
+            headers, user_meta = dict(req.wm.headers), dict(req.wm.user_meta)
+        else:
+            content_type, headers, user_meta = src.content_type, dict(src.headers), dict(src.user_meta)
+        self.check_write_meta(WriteMeta(content_type, headers, user_meta))
+        condition = await self.precheck_write(bucket.name, dst_key, req.if_match, req.if_none_match)
+        stored = await self.store(principal, StreamBody(self.open(src)), content_length=src.size,
+                                  integrity=Integrity(checksum_algorithm=algo))
+        assert stored.checksum is not None
+        obj = ObjectRecord(
+            bucket=bucket.name, key=dst_key, version_id=self.version_for(bucket), size=stored.size,
+            etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
+            owner=principal.canonical_id, content_type=content_type, headers=headers, user_meta=user_meta,
+            checksum_algorithm=stored.checksum.algorithm, checksum_value=stored.checksum.b64(),
+            checksum_type="FULL_OBJECT", blob_id=stored.blob_id, dek=stored.dek,
+            storage_class=req.wm.storage_class if req.storage_class_given else "STANDARD")
+        await self.commit(obj, condition, [stored.blob_id])
+        return obj, src
 
 
 def _valid_version(version_id: str) -> bool:

@@ -24,13 +24,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "":
         n = int(last)
         if n == 0 or size == 0:
-            raise InvalidRange(range=header, size=size)
+            raise InvalidRange(range=header, actual_size=size)
         return max(0, size - n), size
     start = int(first)
     if last != "" and int(last) < start:
         return None
     if start >= size:
-        raise InvalidRange(range=header, size=size)
+        raise InvalidRange(range=header, actual_size=size)
     end = size if last == "" else min(size, int(last) + 1)
     return start, end
 
@@ -43,5 +43,5 @@ def parse_copy_range(header: str, size: int) -> tuple[int, int]:
                               "where first and last are the zero-based offsets of the first and last bytes to copy")
     start, last = int(m.group(1)), int(m.group(2))
     if last < start or last >= size:
-        raise InvalidRange(range=header, size=size)
+        raise InvalidRange(range=header, actual_size=size)
     return start, last + 1

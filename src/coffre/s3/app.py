@@ -31,7 +31,7 @@ from coffre.s3.xml import Doc
 from coffre.settings import Settings
 
 # Importing the handler modules registers their operations.
-from coffre.s3.handlers import buckets, multipart, objects, service  # noqa: F401  isort: skip
+from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")
 
@@ -181,7 +181,7 @@ _EXTRA_TAGS = {
     "request_time": "RequestTime", "max_skew": "MaxAllowedSkewMilliseconds", "upload_id": "UploadId",
     "part_number": "PartNumber", "version_id": "VersionId", "method": "Method", "name": "ArgumentName",
     "location": "LocationConstraint", "range": "RangeRequested", "expected": "ExpectedSize",
-    "received": "ReceivedSize",
+    "received": "ReceivedSize", "actual_size": "ActualObjectSize", "value": "ArgumentValue",
 }
 
 

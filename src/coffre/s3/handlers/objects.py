@@ -9,7 +9,7 @@ from aiohttp import web
 
 from coffre.core import checksums
 from coffre.core.conditions import ReadConditions
-from coffre.core.errors import InvalidArgument, InvalidPartNumber, InvalidRequest
+from coffre.core.errors import InvalidArgument, InvalidPartNumber, InvalidRange, InvalidRequest, NotModified
 from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.meta.records import NULL_VERSION, ObjectRecord
@@ -31,9 +31,24 @@ def http_date(ts: float) -> str:
     return formatdate(int(ts), usegmt=True)
 
 
+def _utf8(name: str, value: str) -> str:
+    """A stored header value must be valid UTF-8 to be returned byte for byte.
+
+    Request headers were decoded with surrogateescape; a surrogate means bytes that are not
+    UTF-8, which could never be written back. (Non-ASCII text is stored as sent: RFC 2047
+    encoding, as boto3 requires for metadata, is the client's business and round-trips.)
+    """
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        raise InvalidArgument(f"The value of the {name} header is not valid UTF-8.", name=name)
+    return value
+
+
 def write_meta(ctx: Ctx) -> WriteMeta:
     """Content-Type, stored system headers and x-amz-meta-* from a request."""
     h = ctx.headers
+    for name, value in h.items():
+        if name.startswith("x-amz-meta-") or name in _STORED_LOWER or name == "content-type":
+            _utf8(name, value)
     headers = {canon: h[low] for low, canon in _STORED_LOWER.items() if low in h}
     enc = headers.get("Content-Encoding")
     if enc is not None:
@@ -141,7 +156,12 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
     if part_number is not None and "range" in ctx.headers:
         raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
     obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), with_parts=True)
-    read_conditions(ctx).check(obj.etag, obj.last_modified)
+    try:
+        read_conditions(ctx).check(obj.etag, obj.last_modified)
+    except NotModified:
+        # A 304 carries the validators (the ETag comes from the error's fields).
+        ctx.response_headers["Last-Modified"] = http_date(obj.last_modified)
+        raise
     span: tuple[int, int] | None = None
     if part_number is not None:
         if obj.parts:
@@ -152,15 +172,28 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
             ctx.response_headers["x-amz-mp-parts-count"] = str(len(obj.parts))
         elif part_number != 1:
             raise InvalidPartNumber(part_number=part_number)
+        elif obj.size > 0:
+            # Part 1 of a simple object is the whole object, served as a range (206), as S3 does.
+            span = (0, obj.size)
     else:
-        span = parse_range(ctx.headers.get("range"), obj.size)
+        try:
+            span = parse_range(ctx.headers.get("range"), obj.size)
+        except InvalidRange:
+            ctx.response_headers["Content-Range"] = f"bytes */{obj.size}"
+            raise
     return obj, span, part_number
 
 
 def _overrides(ctx: Ctx) -> None:
+    """response-* query parameters replace the stored headers in this one response."""
     for q, header in _RESPONSE_OVERRIDES.items():
         if q in ctx.query:
-            ctx.response_headers[header] = ctx.query[q]
+            value = ctx.query[q]
+            # A decoded query value may hold CR/LF or other controls: never let it split a header.
+            if any(ord(c) < 0x20 and c != "\t" or c == "\x7f" for c in value):
+                raise InvalidArgument(f"Invalid value for {q}", name=q)
+            _utf8(q, value)
+            ctx.response_headers[header] = value
 
 
 @operation("GetObject")
@@ -171,10 +204,9 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     _overrides(ctx)
     start, end = span if span is not None else (0, obj.size)
     status = 200
-    if span is not None and (part_number is None or obj.parts):
+    if span is not None:
         status = 206
-        ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}" if end > start \
-            else f"bytes */{obj.size}"
+        ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
     length = end - start
     if length <= SMALL_BODY:
         data = b"".join([c async for c in ctx.coffre.objects.open(obj, start, end)])
@@ -211,9 +243,8 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
     if span is not None:
         start, end = span
         length = end - start
-        if part_number is None or obj.parts:
-            status = 206
-            ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
+        status = 206
+        ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
     resp = web.Response(status=status, headers=ctx.response_headers)
     resp.headers["Content-Length"] = str(length)
     return resp
