@@ -14,7 +14,12 @@ import hmac
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from coffre.core.errors import IncompleteBody, InvalidArgument, SignatureDoesNotMatch, XAmzContentSHA256Mismatch
+from coffre.core.errors import (
+    IncompleteBody,
+    InvalidArgument,
+    SignatureDoesNotMatch,
+    XAmzContentSHA256Mismatch,
+)
 from coffre.s3 import sigv4
 from coffre.s3.sigv4 import AuthInfo
 
@@ -70,15 +75,21 @@ class PlainBody:
 
 
 class ChunkedBody:
-    """aws-chunked: ``hex-size[;chunk-signature=sig]\\r\\n data \\r\\n`` ... ``0...\\r\\n [trailers] \\r\\n``."""
+    """aws-chunked: ``hex-size[;chunk-signature=sig]\\r\\n data \\r\\n`` ... ``0...\\r\\n [trailers] \\r\\n``.
+
+    A chunk's data is streamed in pieces of at most READ_SIZE bytes (a client may
+    declare a chunk of any size; it is never held whole), and its signature is
+    checked once its last byte has arrived. A bad signature or framing raises
+    before the stream ends, so the consumer never completes a write with it.
+    """
 
     def __init__(self, reader: Reader, info: AuthInfo, key: bytes | None, decoded_length: int | None) -> None:
         self._reader = reader
         self._info = info
         self._key = key
         self._signed = info.payload_hash in (sigv4.STREAMING_SIGNED, sigv4.STREAMING_SIGNED_TRAILER)
-        self._trailer_mode = info.payload_hash in (sigv4.STREAMING_SIGNED_TRAILER,
-                                                   sigv4.STREAMING_UNSIGNED_TRAILER)
+        if self._signed and key is None:
+            raise ValueError("signed aws-chunked bodies need the signing key")
         self._decoded_length = decoded_length
         self._trailers: dict[str, str] = {}
 
@@ -86,11 +97,14 @@ class ChunkedBody:
     def trailers(self) -> Mapping[str, str]:
         return self._trailers
 
-    async def _line(self) -> bytes:
+    async def _readline(self) -> bytes:
         try:
-            line = await self._reader.readline()
-        except Exception as e:
+            return await self._reader.readline()
+        except Exception as e:  # connection lost, or a line over the reader's limit
             raise IncompleteBody() from e
+
+    async def _line(self) -> bytes:
+        line = await self._readline()
         if not line:
             raise IncompleteBody()
         if len(line) > MAX_CHUNK_LINE or not line.endswith(b"\r\n"):
@@ -103,80 +117,69 @@ class ChunkedBody:
         except Exception as e:
             raise IncompleteBody() from e
 
-    def _verify(self, previous: str, sig: str | None, data: bytes) -> str:
+    @staticmethod
+    def _header(line: bytes) -> tuple[int, str | None]:
+        """Chunk size and chunk-signature from ``hex-size[;name=value]*``."""
+        size_s, *exts = line.split(b";")
+        size_s = size_s.strip()
+        if not size_s or len(size_s) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in size_s):
+            raise IncompleteBody("Malformed aws-chunked chunk size.")
+        sig = None
+        for ext in exts:
+            name, _, val = ext.partition(b"=")
+            if name.strip() == b"chunk-signature":
+                sig = val.strip().decode("ascii", "replace")
+        return int(size_s, 16), sig
+
+    def _verify(self, previous: str, sig: str | None, sha: hashlib._Hash) -> str:
         if sig is None:
-            raise SignatureDoesNotMatch("Missing chunk signature")
+            raise SignatureDoesNotMatch("The chunk signature is missing.")
         assert self._key is not None
-        expected = sigv4.chunk_signature(self._key, self._info, previous, hashlib.sha256(data).hexdigest())
+        expected = sigv4.chunk_signature(self._key, self._info, previous, sha.hexdigest())
         if not hmac.compare_digest(expected.encode(), sig.encode()):
-            raise SignatureDoesNotMatch("The chunk signature does not match")
+            raise SignatureDoesNotMatch()
         return expected
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         previous = self._info.signature
         total = 0
         while True:
-            header = await self._line()
-            size_s, _, ext = header.partition(b";")
-            try:
-                size = int(size_s.strip(), 16)
-            except ValueError as e:
-                raise IncompleteBody("Malformed aws-chunked chunk size.") from e
-            sig = None
-            if ext:
-                name, _, val = ext.partition(b"=")
-                if name.strip() == b"chunk-signature":
-                    sig = val.strip().decode("ascii", "replace")
-            if size == 0:
-                if self._signed:
-                    previous = self._verify(previous, sig, b"")
-                break
-            data = await self._exact(size)
-            if await self._exact(2) != b"\r\n":
-                raise IncompleteBody("Malformed aws-chunked framing.")
-            if self._signed:
-                previous = self._verify(previous, sig, data)
+            size, sig = self._header(await self._line())
             total += size
             if self._decoded_length is not None and total > self._decoded_length:
-                raise IncompleteBody("More data than x-amz-decoded-content-length.")
-            if self._decoded_length is not None and total == self._decoded_length:
-                # Everything after this is framing: verify it before the last data goes out.
-                await self._finish(previous, total)
-                yield data
-                return
-            yield data
-        await self._finish_after_zero(previous, total)
-
-    async def _finish(self, previous: str, total: int) -> None:
-        header = await self._line()
-        size_s, _, ext = header.partition(b";")
-        try:
-            size = int(size_s.strip(), 16)
-        except ValueError as e:
-            raise IncompleteBody("Malformed aws-chunked chunk size.") from e
-        if size != 0:
-            raise IncompleteBody("More data than x-amz-decoded-content-length.")
-        sig = None
-        if ext:
-            name, _, val = ext.partition(b"=")
-            if name.strip() == b"chunk-signature":
-                sig = val.strip().decode("ascii", "replace")
-        if self._signed:
-            previous = self._verify(previous, sig, b"")
-        await self._finish_after_zero(previous, total)
-
-    async def _finish_after_zero(self, previous: str, total: int) -> None:
+                raise IncompleteBody("The aws-chunked body is longer than its x-amz-decoded-content-length.")
+            sha = hashlib.sha256() if self._signed else None
+            remaining = size
+            while remaining:
+                piece = await self._exact(min(remaining, READ_SIZE))
+                remaining -= len(piece)
+                if sha is not None:
+                    sha.update(piece)
+                if remaining == 0:
+                    await self._chunk_end()
+                    if sha is not None:
+                        previous = self._verify(previous, sig, sha)
+                yield piece
+            if size == 0:
+                if sha is not None:
+                    previous = self._verify(previous, sig, sha)
+                break
         if self._decoded_length is not None and total != self._decoded_length:
             raise IncompleteBody(expected=self._decoded_length, received=total)
+        await self._read_trailers(previous)
+
+    async def _chunk_end(self) -> None:
+        if await self._exact(2) != b"\r\n":
+            raise IncompleteBody("Malformed aws-chunked framing: chunk data longer than its size.")
+
+    async def _read_trailers(self, previous: str) -> None:
         trailer_sig = None
         canonical = []
         count = 0
         while True:
-            try:
-                line = await self._reader.readline()
-            except Exception as e:
-                raise IncompleteBody() from e
+            line = await self._readline()
             if line in (b"\r\n", b"\n", b""):
+                # b"": the body ended without the closing blank line; tolerated, as some clients omit it.
                 break
             count += 1
             if count > MAX_TRAILERS or len(line) > MAX_CHUNK_LINE:
@@ -193,9 +196,9 @@ class ChunkedBody:
             canonical.append(f"{name}:{value}\n")
         if self._info.payload_hash == sigv4.STREAMING_SIGNED_TRAILER:
             if trailer_sig is None:
-                raise SignatureDoesNotMatch("Missing trailer signature")
+                raise SignatureDoesNotMatch("The trailer signature is missing.")
             assert self._key is not None
             expected = sigv4.trailer_signature(self._key, self._info, previous,
                                                hashlib.sha256("".join(canonical).encode()).hexdigest())
             if not hmac.compare_digest(expected.encode(), trailer_sig.encode()):
-                raise SignatureDoesNotMatch("The trailer signature does not match")
+                raise SignatureDoesNotMatch()
