@@ -15,6 +15,7 @@ from coffre.core.buckets import BucketService
 from coffre.core.errors import AccountProblem, InvalidAccessKeyId
 from coffre.core.identity import Principal
 from coffre.core.keyring import Keyring
+from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.segments import DEFAULT_SEGMENT_SIZE
@@ -63,6 +64,7 @@ class Coffre:
         self.blobio = BlobIO(blobs, self.keyring, DEFAULT_SEGMENT_SIZE)
         self.buckets = BucketService(settings, meta)
         self.objects = ObjectService(settings, meta, self.blobio, self.buckets)
+        self.multipart = MultipartService(settings, meta, self.objects, self.buckets)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
 

@@ -69,7 +69,10 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def delete_bucket(self, name: str) -> None:
-        """Raise NotFound, or NotEmpty when any object version or multipart upload remains."""
+        """Raise NotFound, or NotEmpty when any object version remains.
+
+        In-progress multipart uploads do not block the deletion (as on S3): they are deleted
+        with the bucket and their part blobs queued for garbage collection."""
 
     # -- objects --
     @abstractmethod

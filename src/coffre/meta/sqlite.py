@@ -356,8 +356,13 @@ class SQLiteMetadataStore(MetadataStore):
                 raise NotFound()
             if c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone() is not None:
                 raise NotEmpty()
-            if c.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone() is not None:
-                raise NotEmpty()
+            # In-progress multipart uploads do not keep a bucket alive (as on S3): they go with it,
+            # their part blobs queued for the collector in this same transaction.
+            ids = [r[0] for r in c.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,))]
+            for uid in ids:
+                self._release(c, [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (uid,))])
+                c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
+            c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
             c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
         await self._write(tx)
@@ -577,6 +582,15 @@ class SQLiteMetadataStore(MetadataStore):
                 lower_key: bytes = pfx
             else:
                 lower_key = pos[0] if pos else b""
+                if pos is not None and dlm:
+                    # A marker inside a common prefix (the NextKeyMarker "photos/" of the previous
+                    # page, or a key under it): that group was listed already; skip all of it.
+                    i = km.find(dlm, len(pfx))
+                    if i >= 0:
+                        nxt = prefix_end(km[: i + len(dlm)])
+                        if nxt is None:
+                            return UploadListPage([], [], False, None, None)
+                        pos, lower_key = None, nxt
             last_key: str | None = None
             last_uid: str | None = None
             while True:
@@ -628,9 +642,12 @@ class SQLiteMetadataStore(MetadataStore):
             if c.execute("SELECT 1 FROM uploads WHERE upload_id=?", (upload_id,)).fetchone() is None:
                 raise NotFound()
             self._check(c, obj.bucket, _kb(obj.key), condition)
+            current = {r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (upload_id,))}
             used = {p.blob_id for p in parts}
-            unused = [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (upload_id,))
-                      if r[0] not in used]
+            if not used <= current:
+                # A part was replaced after the caller read it (its old blob is being released).
+                raise ConditionFailed()
+            unused = [b for b in current if b not in used]
             released = self._insert_object(c, obj, parts)
             c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
             c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
