@@ -187,5 +187,6 @@ _EXTRA_TAGS = {
 
 def make_server(app: S3App, **kwargs: object) -> web.Server:
     """The aiohttp low-level server; ``kwargs`` go to its connection handler (timeouts, access_log)."""
+    # auto_decompress off: Content-Encoding (gzip...) describes the stored object, never to be undone here.
     return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256,  # type: ignore[call-arg]
-                      **kwargs)
+                      auto_decompress=False, **kwargs)
