@@ -170,6 +170,12 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
             start = sum(p.size for p in obj.parts[: part_number - 1])
             span = (start, start + obj.parts[part_number - 1].size)
             ctx.response_headers["x-amz-mp-parts-count"] = str(len(obj.parts))
+            part = obj.parts[part_number - 1]
+            if part.checksum and obj.checksum_algorithm \
+                    and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+                # A part GET answers with that part's own checksum: the one its bytes can be checked against.
+                ctx.response_headers[checksums.header_name(obj.checksum_algorithm)] = part.checksum
+                ctx.response_headers["x-amz-checksum-type"] = obj.checksum_type or "FULL_OBJECT"
         elif part_number != 1:
             raise InvalidPartNumber(part_number=part_number)
         elif obj.size > 0:
