@@ -21,6 +21,10 @@ log = logging.getLogger("coffre")
 
 
 def build(settings: Settings) -> Coffre:
+    # Everything the server creates is private to its user whatever umask it was started
+    # with (PostgreSQL does the same): SQLite's -wal/-shm files and the blob fan-out
+    # directories are created by code that does not pass a mode.
+    os.umask(0o077)
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     return Coffre(settings, SQLiteMetadataStore(settings.meta_path), LocalBlobStore(settings.blob_dir),
                   FileKeyProvider(settings.root_key_path))
