@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from urllib.parse import unquote
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -47,7 +46,8 @@ def parse_query(raw: str) -> list[tuple[str, str]]:
         if not part:
             continue
         k, _, v = part.partition("=")
-        out.append((unquote(k), unquote(v)))
+        # surrogateescape keeps bytes that are not UTF-8, so signatures still see what was sent.
+        out.append((sigv4.unquote_raw(k), sigv4.unquote_raw(v)))
     return out
 
 
@@ -65,6 +65,8 @@ class S3App:
         rid = request_id()
         ctx: Ctx | None = None
         method = request.method
+        expect = request.headers.get("Expect", "").lower() == "100-continue"
+        continued = False
         try:
             ctx = self._context(request, rid)
             await self._authenticate(ctx)
@@ -73,9 +75,10 @@ class S3App:
                 if ctx.operation == "Unknown":
                     raise MethodNotAllowed(method=method)
                 raise NotImplementedOperation(f"{ctx.operation} is not implemented yet.", operation=ctx.operation)
-            if request.headers.get("Expect", "").lower() == "100-continue":
+            if expect and request.version >= (1, 1):
                 # Sent only now, so a refused request never makes the client send its body.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                continued = True
             response = await handler(ctx)
         except CoffreError as exc:
             response = self._error(request, ctx, exc, rid)
@@ -83,6 +86,10 @@ class S3App:
             log.exception("internal error", extra={"request_id": rid})
             response = self._error_response(request, 500, "InternalError",
                                             "We encountered an internal error. Please try again.", rid, ctx)
+        if expect and not continued and not request.content.is_eof():
+            # The client is waiting for a 100 that will never come and holds its body back:
+            # the connection cannot carry another request (its next bytes may be that body).
+            response.force_close()
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = self.host_id
         response.headers.setdefault("Server", "coffre")
@@ -163,22 +170,34 @@ class S3App:
             # HEAD errors carry no body; clients read the status alone.
             return web.Response(status=status, headers=headers)
         resource = request.path
-        doc = Doc("Error", ns=False).leaf("Code", code).leaf("Message", message)
+        doc = Doc("Error", ns=False).leaf("Code", code).leaf("Message", _text(message))
         if ctx is not None and ctx.bucket is not None:
-            doc.leaf("BucketName", ctx.bucket)
+            doc.leaf("BucketName", _text(ctx.bucket))
             if ctx.key is not None:
-                doc.leaf("Key", ctx.key)
+                doc.leaf("Key", _text(ctx.key))
         for name, value in (extra or {}).items():
             tag = _EXTRA_TAGS.get(name)
             if tag:
-                doc.leaf(tag, value)
-        doc.leaf("Resource", resource).leaf("RequestId", rid).leaf("HostId", self.host_id).close("Error")
+                doc.leaf(tag, _text(value) if isinstance(value, str) else value)
+        doc.leaf("Resource", _text(resource)).leaf("RequestId", rid).leaf("HostId", self.host_id).close("Error")
         return web.Response(body=doc.bytes(), status=status, content_type="application/xml", headers=headers)
+
+
+def _text(value: str) -> str:
+    """Text safe to encode as UTF-8: bytes a client sent that were not UTF-8 become U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 _EXTRA_TAGS = {
     "condition": "Condition", "max": "MaxSizeAllowed", "size": "ProposedSize", "access_key_id": "AWSAccessKeyId",
-    "request_time": "RequestTime", "max_skew": "MaxAllowedSkewMilliseconds", "upload_id": "UploadId",
+    "request_time": "RequestTime", "server_time": "ServerTime", "max_skew_ms": "MaxAllowedSkewMilliseconds",
+    "x_amz_expires": "X-Amz-Expires", "expires_at": "Expires", "headers_not_signed": "HeadersNotSigned",
+    "string_to_sign": "StringToSign", "signature_provided": "SignatureProvided",
+    "canonical_request": "CanonicalRequest", "upload_id": "UploadId",
     "part_number": "PartNumber", "version_id": "VersionId", "method": "Method", "name": "ArgumentName",
     "location": "LocationConstraint", "range": "RangeRequested", "expected": "ExpectedSize",
     "received": "ReceivedSize", "actual_size": "ActualObjectSize", "value": "ArgumentValue",

@@ -25,6 +25,7 @@ from coffre.core.errors import (
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
     InvalidArgument,
+    InvalidRequest,
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
@@ -84,8 +85,17 @@ class Request:
 
 
 def uri_encode(value: str, safe: str = "") -> str:
-    """AWS URI encoding: everything but unreserved characters is %XX (upper case)."""
-    return quote(value, safe="-_.~" + safe)
+    """AWS URI encoding: everything but unreserved characters is %XX (upper case).
+
+    Values decoded with ``surrogateescape`` (bytes that were not UTF-8) encode back
+    to the very bytes the client sent.
+    """
+    return quote(value.encode("utf-8", "surrogateescape"), safe="-_.~" + safe)
+
+
+def unquote_raw(value: str) -> str:
+    """Percent-decode, keeping bytes that are not UTF-8 as surrogates (round-trips through uri_encode)."""
+    return unquote(value, errors="surrogateescape")
 
 
 def parse_auth(req: Request) -> AuthInfo | None:
@@ -135,7 +145,7 @@ def _parse_v4_header(req: Request, auth: str) -> AuthInfo:
         raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
     payload = req.headers.get("x-amz-content-sha256")
     if payload is None:
-        raise InvalidArgument("Missing required header for this request: x-amz-content-sha256")
+        raise InvalidRequest("Missing required header for this request: x-amz-content-sha256")
     if not (payload == UNSIGNED or payload in STREAMING_MODES or _HEX64.match(payload)):
         raise InvalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-..., or a valid "
                               "sha256 value.", name="x-amz-content-sha256")
@@ -214,7 +224,7 @@ def canonical_headers(headers: Mapping[str, str], signed: Sequence[str]) -> str:
 
 def _canonical_uris(raw_path: str) -> list[str]:
     """The path as sent, and its AWS-normalised encoding when that differs."""
-    normal = uri_encode(unquote(raw_path), safe="/")
+    normal = uri_encode(unquote_raw(raw_path), safe="/")
     return [raw_path] if normal == raw_path else [raw_path, normal]
 
 
@@ -223,11 +233,33 @@ def string_to_sign(info: AuthInfo, canonical_request: str) -> str:
                       hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()))
 
 
+def iso8601(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _unsigned_headers(req: Request, info: AuthInfo) -> list[str]:
+    """Headers S3 insists be signed but were not: host, and every x-amz-* but x-amz-content-sha256.
+
+    An unsigned x-amz-* header would let whoever holds a presigned URL (or sits on the
+    path) add metadata, tagging, ACLs or a copy source the signer never authorised.
+    """
+    signed = set(info.signed_headers)
+    missing = [] if "host" in signed else ["host"]
+    missing += sorted(name for name in req.headers
+                      if name.startswith("x-amz-") and name not in signed and name != "x-amz-content-sha256")
+    return missing
+
+
 def verify_v4(req: Request, info: AuthInfo, secret: str, *, now: float, max_skew: int,
               max_expires: int) -> bytes:
-    """Verify a SigV4 request; return the signing key (needed for streaming chunks)."""
+    """Verify a SigV4 request; return the signing key (needed for streaming chunks).
+
+    ``max_skew`` and ``max_expires`` are in seconds.
+    """
+    malformed = AuthorizationQueryParametersError if info.presigned else AuthorizationHeaderMalformed
     if info.service != "s3":
-        raise SignatureDoesNotMatch("Credential should be scoped to correct service: 's3'.")
+        raise malformed(f'The authorization header is malformed; incorrect service "{info.service}". '
+                        'This endpoint belongs to "s3".')
     try:
         t = timegm(time.strptime(info.date, "%Y%m%dT%H%M%SZ"))
     except ValueError as e:
@@ -237,33 +269,42 @@ def verify_v4(req: Request, info: AuthInfo, secret: str, *, now: float, max_skew
     if info.date[:8] != info.scope_date:
         raise SignatureDoesNotMatch("Date in Credential scope does not match YYYYMMDD from ISO-8601 version "
                                     "of date from HTTP")
-    if "host" not in info.signed_headers:
-        raise AccessDenied("Host header must be signed")
+    unsigned = _unsigned_headers(req, info)
+    if unsigned:
+        raise AccessDenied("There were headers present in the request which were not signed",
+                           headers_not_signed=", ".join(unsigned))
     if info.presigned:
         if info.expires > max_expires:
             raise AuthorizationQueryParametersError(
-                "X-Amz-Expires must be less than a week (in seconds) that is 604800")
+                f"X-Amz-Expires must be less than a week (in seconds) that is {max_expires}")
         if now < t - max_skew:
             raise AccessDenied("Request is not valid yet")
         if now > t + info.expires:
-            raise AccessDenied("Request has expired", expires=info.expires)
+            raise AccessDenied("Request has expired", x_amz_expires=info.expires,
+                               expires_at=iso8601(t + info.expires), server_time=iso8601(now))
         payload = info.payload_hash or UNSIGNED
         query = canonical_query(req.query, skip="X-Amz-Signature")
     else:
         if abs(now - t) > max_skew:
-            raise RequestTimeTooSkewed(request_time=info.date, max_skew=max_skew)
+            raise RequestTimeTooSkewed(request_time=info.date, server_time=iso8601(now),
+                                       max_skew_ms=max_skew * 1000)
         payload = info.payload_hash
         query = canonical_query(req.query)
     headers = canonical_headers(req.headers, info.signed_headers)
     key = signing_key(secret, info.scope_date, info.region, info.service)
     given = info.signature.encode()
+    first: tuple[str, str] | None = None
     for uri in _canonical_uris(req.raw_path):
         creq = "\n".join((req.method, uri, query, headers, ";".join(info.signed_headers), payload))
         sts = string_to_sign(info, creq)
-        expected = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest().encode()
+        expected = hmac.new(key, sts.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest().encode()
         if hmac.compare_digest(expected, given):
             return key
-    raise SignatureDoesNotMatch()
+        first = first or (creq, sts)
+    assert first is not None
+    # As S3 does, say what was signed (never the key) so a client author can find the difference.
+    raise SignatureDoesNotMatch(access_key_id=info.access_key_id, string_to_sign=first[1],
+                                signature_provided=info.signature, canonical_request=first[0])
 
 
 def chunk_signature(key: bytes, info: AuthInfo, previous: str, chunk_sha256: str) -> str:
@@ -277,13 +318,38 @@ def trailer_signature(key: bytes, info: AuthInfo, previous: str, trailer_sha256:
 
 
 # -- SigV2 --
-def v2_string_to_sign(req: Request, bucket_path: str, expires: str | None = None) -> str:
-    """Legacy SigV2: METHOD, Content-MD5, Content-Type, Date (or Expires), x-amz-*, resource."""
+# Sub-resources in the canonical resource differ between clients: botocore (aws cli v1,
+# boto3 with signature_version "s3") signs its own list, others the full modern list.
+# Both are tried; each is a superset of the ones AWS's SigV2 documentation names.
+V2_BOTOCORE_SUBRESOURCES = frozenset((
+    "accelerate", "acl", "cors", "defaultObjectAcl", "location", "logging", "partNumber", "policy",
+    "requestPayment", "torrent", "versioning", "versionId", "versions", "website", "uploads", "uploadId",
+    "response-content-type", "response-content-language", "response-expires", "response-cache-control",
+    "response-content-disposition", "response-content-encoding", "delete", "lifecycle", "tagging", "restore",
+    "storageClass", "notification", "replication", "analytics", "metrics", "inventory", "select",
+    "select-type", "object-lock",
+))
+V2_ALL_SUBRESOURCES = V2_BOTOCORE_SUBRESOURCES | V2_SUBRESOURCES
+
+
+def v2_string_to_sign(req: Request, bucket_path: str, expires: str | None = None,
+                      subresources: frozenset[str] = V2_ALL_SUBRESOURCES) -> str:
+    """Legacy SigV2: METHOD, Content-MD5, Content-Type, Date (or Expires), x-amz-*, resource.
+
+    In a presigned URL (``expires`` given), x-amz-* query parameters stand for headers.
+    """
     h = req.headers
-    amz = sorted((k, _SPACES.sub(" ", v.strip())) for k, v in h.items() if k.startswith("x-amz-"))
+    amz: dict[str, list[str]] = {}
+    for k, v in h.items():
+        if k.startswith("x-amz-"):
+            amz.setdefault(k, []).append(_SPACES.sub(" ", v.strip()))
+    if expires is not None:
+        for k, v in req.query:
+            if k.lower().startswith("x-amz-"):
+                amz.setdefault(k.lower(), []).append(_SPACES.sub(" ", v.strip()))
     date = expires if expires is not None else ("" if "x-amz-date" in h else h.get("date", ""))
-    canon_amz = "".join(f"{k}:{v}\n" for k, v in amz)
-    sub = sorted((k, v) for k, v in req.query if k in V2_SUBRESOURCES)
+    canon_amz = "".join(f"{k}:{','.join(amz[k])}\n" for k in sorted(amz))
+    sub = sorted((k, v) for k, v in req.query if k in subresources)
     resource = bucket_path
     if sub:
         resource += "?" + "&".join(k if v == "" else f"{k}={v}" for k, v in sub)
@@ -292,10 +358,11 @@ def v2_string_to_sign(req: Request, bucket_path: str, expires: str | None = None
 
 
 def verify_v2(req: Request, info: AuthInfo, secret: str, bucket_path: str, *, now: float, max_skew: int) -> None:
+    expires: str | None = None
     if info.presigned:
         if now > info.expires:
-            raise AccessDenied("Request has expired")
-        sts = v2_string_to_sign(req, bucket_path, expires=str(info.expires))
+            raise AccessDenied("Request has expired", expires_at=iso8601(info.expires), server_time=iso8601(now))
+        expires = str(info.expires)
     else:
         date = req.headers.get("x-amz-date") or req.headers.get("date")
         try:
@@ -305,9 +372,15 @@ def verify_v2(req: Request, info: AuthInfo, secret: str, bucket_path: str, *, no
         if t is None:
             raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
         if abs(now - t) > max_skew:
-            raise RequestTimeTooSkewed()
-        sts = v2_string_to_sign(req, bucket_path)
-    expected = base64.b64encode(hmac.new(secret.encode(), sts.encode("utf-8", "surrogateescape"),
-                                         hashlib.sha1).digest())
-    if not hmac.compare_digest(expected, info.signature.encode()):
-        raise SignatureDoesNotMatch()
+            raise RequestTimeTooSkewed(request_time=date, server_time=iso8601(now), max_skew_ms=max_skew * 1000)
+    given = info.signature.encode()
+    first = ""
+    for subresources in (V2_BOTOCORE_SUBRESOURCES, V2_ALL_SUBRESOURCES):
+        sts = v2_string_to_sign(req, bucket_path, expires, subresources)
+        expected = base64.b64encode(hmac.new(secret.encode(), sts.encode("utf-8", "surrogateescape"),
+                                             hashlib.sha1).digest())
+        if hmac.compare_digest(expected, given):
+            return
+        first = first or sts
+    raise SignatureDoesNotMatch(access_key_id=info.access_key_id, string_to_sign=first,
+                                signature_provided=info.signature)
