@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS objects(
 CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects(bucket, key, version_id);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_latest ON objects(bucket, key) WHERE is_latest = 1;
 CREATE INDEX IF NOT EXISTS objects_blob ON objects(blob_id) WHERE blob_id IS NOT NULL;
+-- Listings walk only what they list (latest versions that are not delete markers).
+CREATE INDEX IF NOT EXISTS objects_listing ON objects(bucket, key) WHERE is_latest = 1 AND is_delete_marker = 0;
 CREATE TABLE IF NOT EXISTS object_parts(
     object_id INTEGER NOT NULL,
     part_number INTEGER NOT NULL,
@@ -467,53 +469,54 @@ class SQLiteMetadataStore(MetadataStore):
                            start_after: str = "", max_keys: int = 1000) -> ListPage:
         def q(c: sqlite3.Connection) -> ListPage:
             pfx = _kb(prefix)
-            upper = prefix_end(pfx) if pfx else None
-            cursor = _kb(start_after)
-            inclusive = False  # whether cursor itself may be returned
-            if pfx > cursor:
-                cursor, inclusive = pfx, True
             dlm = _kb(delimiter)
+            upper = prefix_end(pfx) if pfx else None
+            cursor, inclusive = _kb(start_after), False  # inclusive: whether cursor itself may be listed
+            if cursor < pfx:
+                cursor, inclusive = pfx, True
+            elif dlm and cursor.startswith(pfx):
+                # A marker inside a common prefix (e.g. the NextMarker "photos/" of the previous
+                # page, or a key under it): that prefix sorts at or before the marker, so it was
+                # already listed; skip its whole group rather than rolling it up a second time.
+                i = cursor.find(dlm, len(pfx))
+                if i >= 0:
+                    nxt = prefix_end(cursor[: i + len(dlm)])
+                    if nxt is None:
+                        return ListPage([], [], False, None)
+                    cursor, inclusive = nxt, True
             objects: list[ObjectRecord] = []
             prefixes: list[str] = []
             last: str | None = None
-            want = max_keys
             while True:
-                if len(objects) + len(prefixes) >= want:
-                    # Truncated only if anything remains after the last returned entry.
-                    more = self._any_after(c, bucket, cursor, inclusive, upper)
-                    return ListPage(objects, prefixes, more, last if more else None)
-                batch = want - len(objects) - len(prefixes) + 1
-                op = ">=" if inclusive else ">"
-                sql = (f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND is_latest=1 AND key {op} ? "
-                       + ("AND key < ? " if upper is not None else "")
-                       + "AND is_delete_marker=0 ORDER BY key LIMIT ?")
-                args: tuple[Any, ...] = (bucket, cursor, upper, batch) if upper is not None else (bucket, cursor, batch)
-                rows = c.execute(sql, args).fetchall()
-                if not rows:
-                    return ListPage(objects, prefixes, False, None)
-                reseek = False
-                for row in rows:
-                    kb = bytes(row[2])
-                    if dlm:
-                        i = kb.find(dlm, len(pfx))
+                room = max_keys - len(objects) - len(prefixes)
+                # Rows are stepped lazily: each costs one index step, and a common prefix
+                # stops the scan after its first key and seeks past the whole group, so a
+                # page costs O(max_keys) seeks whatever the bucket or a group holds.
+                rows = self._scan(c, bucket, cursor, inclusive, upper, room + 1)
+                regrouped = False
+                try:
+                    for row in rows:
+                        if room == 0:
+                            return ListPage(objects, prefixes, True, last)  # a further entry exists
+                        kb = bytes(row[2])
+                        i = kb.find(dlm, len(pfx)) if dlm else -1
                         if i >= 0:
                             cp = kb[: i + len(dlm)]
-                            if len(objects) + len(prefixes) >= want:
-                                return ListPage(objects, prefixes, True, last)
-                            prefixes.append(_ks(cp))
                             last = _ks(cp)
+                            prefixes.append(last)
+                            room -= 1
                             nxt = prefix_end(cp)
                             if nxt is None:
                                 return ListPage(objects, prefixes, False, None)
                             cursor, inclusive = nxt, True
-                            reseek = True
+                            regrouped = True
                             break
-                    if len(objects) + len(prefixes) >= want:
-                        return ListPage(objects, prefixes, True, last)
-                    objects.append(_obj(row))
-                    last = _ks(kb)
-                    cursor, inclusive = kb, False
-                if not reseek and len(rows) < batch:
+                        last = _ks(kb)
+                        objects.append(_obj(row))
+                        room -= 1
+                finally:
+                    rows.close()
+                if not regrouped:
                     return ListPage(objects, prefixes, False, None)
 
         if max_keys <= 0:
@@ -521,12 +524,17 @@ class SQLiteMetadataStore(MetadataStore):
         return await self._read(q)
 
     @staticmethod
-    def _any_after(c: sqlite3.Connection, bucket: str, cursor: bytes, inclusive: bool, upper: bytes | None) -> bool:
+    def _scan(c: sqlite3.Connection, bucket: str, cursor: bytes, inclusive: bool, upper: bytes | None,
+              limit: int) -> sqlite3.Cursor:
+        """Listable objects (latest, not delete markers) from ``cursor`` in key order, lazily."""
         op = ">=" if inclusive else ">"
-        sql = (f"SELECT 1 FROM objects WHERE bucket=? AND is_latest=1 AND key {op} ? "
-               + ("AND key < ? " if upper is not None else "") + "AND is_delete_marker=0 LIMIT 1")
-        args: tuple[Any, ...] = (bucket, cursor, upper) if upper is not None else (bucket, cursor)
-        return c.execute(sql, args).fetchone() is not None
+        # objects_listing holds exactly the listable rows, so delete markers and older
+        # versions never cost a step here. (Only constants are formatted into the SQL.)
+        sql = (f"SELECT {_OBJ_COLS} FROM objects INDEXED BY objects_listing "  # noqa: S608
+               f"WHERE bucket=? AND is_latest=1 AND is_delete_marker=0 AND key {op} ? "
+               + ("AND key < ? " if upper is not None else "") + "ORDER BY key LIMIT ?")
+        args: tuple[Any, ...] = (bucket, cursor, upper, limit) if upper is not None else (bucket, cursor, limit)
+        return c.execute(sql, args)
 
     # -- multipart --
     async def create_upload(self, upload: UploadRecord) -> None:
