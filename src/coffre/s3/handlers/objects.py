@@ -190,24 +190,29 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
     return obj, span, part_number
 
 
-def _overrides(ctx: Ctx) -> None:
-    """response-* query parameters replace the stored headers in this one response."""
+def _overrides(ctx: Ctx) -> dict[str, str]:
+    """response-* query parameters: headers replacing the stored ones in this one response.
+
+    Validated before any header is set (an error response must not carry object headers).
+    """
+    out: dict[str, str] = {}
     for q, header in _RESPONSE_OVERRIDES.items():
         if q in ctx.query:
             value = ctx.query[q]
             # A decoded query value may hold CR/LF or other controls: never let it split a header.
             if any(ord(c) < 0x20 and c != "\t" or c == "\x7f" for c in value):
                 raise InvalidArgument(f"Invalid value for {q}", name=q)
-            _utf8(q, value)
-            ctx.response_headers[header] = value
+            out[header] = _utf8(q, value)
+    return out
 
 
 @operation("GetObject")
 async def get_object(ctx: Ctx) -> web.StreamResponse:
+    overrides = _overrides(ctx)
     obj, span, part_number = await _resolve(ctx)
     whole = span is None or (span == (0, obj.size) and part_number is None)
     object_headers(ctx, obj, checksum=whole and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
-    _overrides(ctx)
+    ctx.response_headers.update(overrides)
     start, end = span if span is not None else (0, obj.size)
     status = 200
     if span is not None:
@@ -240,10 +245,11 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
 
 @operation("HeadObject")
 async def head_object(ctx: Ctx) -> web.StreamResponse:
+    overrides = _overrides(ctx)
     obj, span, part_number = await _resolve(ctx)
     object_headers(ctx, obj, checksum=ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
                    and part_number is None and span is None)
-    _overrides(ctx)
+    ctx.response_headers.update(overrides)
     status = 200
     length = obj.size
     if span is not None:
