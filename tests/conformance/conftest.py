@@ -61,9 +61,14 @@ def blob_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=sorted(BLOB_BACKENDS))
-def blobs(request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop,
-          blob_dir: Path) -> Iterator[BlobStore]:
-    store = BLOB_BACKENDS[request.param](blob_dir)
+def blob_factory(request: pytest.FixtureRequest, blob_dir: Path) -> Callable[[], BlobStore]:
+    """Makes (unopened) stores of the backend under test, all over the same place."""
+    return lambda: BLOB_BACKENDS[request.param](blob_dir)
+
+
+@pytest.fixture
+def blobs(loop: asyncio.AbstractEventLoop, blob_factory: Callable[[], BlobStore]) -> Iterator[BlobStore]:
+    store = blob_factory()
     loop.run_until_complete(store.open())
     yield store
     loop.run_until_complete(store.close())

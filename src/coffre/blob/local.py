@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from coffre.blob.base import BlobNotFound, BlobStore, check_blob_id
 
 # Reads this small are served inline: a pread from the page cache costs less
 # than a hop to a worker thread.
 INLINE_READ = 64 * 1024
+
+T = TypeVar("T")
 
 
 def _fsync_dir(path: str) -> None:
@@ -56,16 +59,13 @@ class LocalBlobStore(BlobStore):
         if not os.path.isdir(self.tmp) or not os.access(self.tmp, os.W_OK):
             raise OSError("blob directory is not writable")
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _commit(self, fd: int, tmp: str, final: str, data: bytes | None) -> None:
-        try:
-            if data:
-                _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if data:
+            _write_all(fd, data)
+        os.fsync(fd)
         d = os.path.dirname(final)
         try:
             os.replace(tmp, final)
@@ -76,38 +76,57 @@ class LocalBlobStore(BlobStore):
             os.replace(tmp, final)
         _fsync_dir(d)
 
+    @staticmethod
+    def _discard(fd: int, tmp: str, final: str | None) -> None:
+        """Undo a put that did not complete: no file of it stays, visible or not."""
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        for path in (tmp, final):
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
     async def put(self, blob_id: str, chunks: AsyncIterable[bytes]) -> int:
         final = self._path(blob_id)
         tmp = os.path.join(self.tmp, blob_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        loop = asyncio.get_running_loop()
+        # The worker call currently using fd. Awaited through shield(): when the caller is
+        # cancelled (a client hanging up) the worker still runs, and fd must stay open until
+        # it is done, or a reused descriptor number could send its bytes into another file.
+        inflight: asyncio.Future[None] | None = None
+        committing = False
+        done = False
         size = 0
-        committed = False
         try:
-            it = chunks.__aiter__()
             pending: bytes | None = None
-            while True:
-                try:
-                    nxt = await it.__anext__()
-                except StopAsyncIteration:
-                    break
+            async for nxt in chunks:
                 if pending is not None:
-                    await self._run(_write_all, fd, pending)
+                    inflight = loop.run_in_executor(self._pool, _write_all, fd, pending)
+                    await asyncio.shield(inflight)
                 pending = nxt
                 size += len(nxt)
             # One hop writes the last piece, fsyncs and renames: a small blob costs one hop.
-            await self._run(self._commit, fd, tmp, final, pending)
-            committed = True
-            return size
+            committing = True
+            inflight = loop.run_in_executor(self._pool, self._commit, fd, tmp, final, pending)
+            await asyncio.shield(inflight)
+            done = True
         finally:
-            if not committed:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+            # A put that does not return leaves nothing behind, even if its rename happened
+            # (cancelled at the last moment, or the directory fsync failed).
+            if done:
+                os.close(fd)
+            else:
+                leftover = final if committing else None
+                if inflight is not None and not inflight.done():
+                    inflight.add_done_callback(lambda _f: self._discard(fd, tmp, leftover))
+                else:
+                    self._discard(fd, tmp, leftover)
+        return size
 
     async def get(self, blob_id: str, offset: int = 0, length: int | None = None,
                   chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
