@@ -204,3 +204,27 @@ def test_a_failed_write_leaves_no_blob(tmp_path: Path) -> None:
         assert [p for p in (env.root / "blobs").rglob("*") if p.is_file()] == []
 
     run(tmp_path, scenario)
+
+
+class SmallPieces(LocalBlobStore):
+    """A backend within the contract that yields pieces smaller than asked (as a network store may)."""
+
+    async def get(self, blob_id: str, offset: int = 0, length: int | None = None,
+                  chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        async for piece in super().get(blob_id, offset, length, chunk_size):
+            for i in range(0, len(piece), 77_777):
+                yield piece[i:i + 77_777]
+
+
+def test_reads_do_not_depend_on_how_the_backend_splits_its_pieces(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        env.blobs = SmallPieces(str(env.root / "blobs"))
+        env.io = BlobIO(env.blobs, env.keyring, SEG)
+        data = os.urandom((2 << 20) + 12_345)
+        blob = await env.write(A, data)
+        assert await env.read(A, blob) == data
+        assert await env.read(A, blob, 1000, (1 << 20) + 5000) == data[1000:(1 << 20) + 5000]
+        env.path(blob.blob_id).write_bytes(env.path(blob.blob_id).read_bytes()[:-(SEG + TAG_SIZE)])
+        await expect_integrity_error(env, blob)
+
+    run(tmp_path, scenario)
