@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
 
 from coffre.core.errors import (
     AccessDenied,
@@ -11,6 +13,7 @@ from coffre.core.errors import (
     BucketNotEmpty,
     IllegalLocationConstraintException,
     InvalidArgument,
+    InvalidLocationConstraint,
     NoSuchBucket,
 )
 from coffre.core.identity import Principal
@@ -21,6 +24,19 @@ from coffre.meta.records import BucketRecord, ListPage
 from coffre.settings import Settings
 
 MAX_LIST_KEYS = 1000
+MAX_LIST_BUCKETS = 10000
+# The shape of an AWS region name (eu-west-3, us-gov-west-1, cn-north-1, ap-southeast-5...).
+# A constraint of that shape naming another region is "incompatible"; anything else is "not valid".
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+# Legacy constraint values S3 still accepts as aliases.
+_LEGACY_LOCATIONS = {"EU": "eu-west-1"}
+_LEGACY_REGION = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPage:
+    buckets: list[BucketRecord]
+    continuation: str | None  # the last name returned when more remain
 
 
 class BucketService:
@@ -46,21 +62,43 @@ class BucketService:
             raise AccessDenied(bucket=name)
         return bucket
 
-    async def create_bucket(self, principal: Principal, name: str, location: str | None) -> BucketRecord:
-        check_bucket_name(name)
-        region = location or self.settings.region
-        if location is not None and location != self.settings.region:
-            # One deployment is one region; S3 answers this for a mismatched constraint.
+    def check_location(self, location: str | None) -> str:
+        """The region a CreateBucket's LocationConstraint asks for, if this deployment serves it.
+
+        One deployment is one region, like a regional S3 endpoint: its own region is
+        accepted, another well-formed region is IllegalLocationConstraintException and
+        anything else InvalidLocationConstraint. Deliberate differences from AWS: no
+        constraint (or an empty one) means this deployment's region in every region
+        (AWS demands one outside us-east-1, which would break clients configured with
+        a custom region), and an explicit "us-east-1" is accepted (AWS refuses it).
+        """
+        region = self.settings.region
+        if not location:
+            return region
+        wanted = _LEGACY_LOCATIONS.get(location, location)
+        if wanted == region:
+            return region
+        if _REGION.match(wanted):
             raise IllegalLocationConstraintException(
                 f"The {location} location constraint is incompatible for the region specific endpoint "
                 "this request was sent to.", location=location)
+        raise InvalidLocationConstraint(location=location)
+
+    async def create_bucket(self, principal: Principal, name: str, location: str | None) -> BucketRecord:
+        check_bucket_name(name)
+        region = self.check_location(location)
         record = BucketRecord(name=name, tenant_id=principal.tenant_id, region=region, created_at=time.time())
         try:
             await self.meta.create_bucket(record)
         except AlreadyExists as e:
-            if e.owner_tenant_id == principal.tenant_id:
-                raise BucketAlreadyOwnedByYou(bucket=name) from e
-            raise BucketAlreadyExists(bucket=name) from e
+            if e.owner_tenant_id != principal.tenant_id:
+                raise BucketAlreadyExists(bucket=name) from e
+            existing = await self.meta.get_bucket(name)
+            if existing is not None and region == _LEGACY_REGION and existing.region == _LEGACY_REGION:
+                # AWS, for legacy compatibility, answers 200 to re-creating your own bucket in
+                # us-east-1 (and only there); the bucket is left as it is.
+                return existing
+            raise BucketAlreadyOwnedByYou(bucket=name) from e
         return record
 
     async def delete_bucket(self, principal: Principal, name: str) -> None:
@@ -72,13 +110,30 @@ class BucketService:
         except NotEmpty as e:
             raise BucketNotEmpty(bucket=name) from e
 
-    async def list_buckets(self, principal: Principal) -> list[BucketRecord]:
-        return await self.meta.list_buckets(principal.tenant_id)
+    async def list_buckets(self, principal: Principal, *, prefix: str = "", after: str = "",
+                           region: str | None = None, limit: int | None = None) -> BucketPage:
+        """The tenant's buckets in name order, from after ``after``, at most ``limit`` of them.
+
+        A tenant holds at most a few thousand buckets (AWS quota: 10,000), so filtering
+        the name-ordered list here costs less than a round trip per page would save.
+        """
+        if limit is not None and not 1 <= limit <= MAX_LIST_BUCKETS:
+            raise InvalidArgument(f"Argument max-buckets must be an integer between 1 and {MAX_LIST_BUCKETS}",
+                                  name="max-buckets")
+        out: list[BucketRecord] = []
+        for b in await self.meta.list_buckets(principal.tenant_id):
+            if b.name <= after or not b.name.startswith(prefix) or (region and b.region != region):
+                continue
+            if limit is not None and len(out) == limit:
+                return BucketPage(out, out[-1].name)
+            out.append(b)
+        return BucketPage(out, None)
 
     async def list_objects(self, principal: Principal, name: str, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = MAX_LIST_KEYS) -> ListPage:
         bucket = await self.authorize(principal, name)
         if max_keys < 0:
             raise InvalidArgument("max-keys must be a non-negative integer", name="max-keys")
+        # More than 1000 asked is 1000 given, as S3 does (the response still echoes the ask).
         return await self.meta.list_objects(bucket.name, prefix=prefix, delimiter=delimiter,
                                             start_after=start_after, max_keys=min(max_keys, MAX_LIST_KEYS))

@@ -6,15 +6,16 @@ import re
 
 from coffre.core.errors import InvalidArgument, InvalidBucketName, KeyTooLongError
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+# Used with fullmatch: "$" would also match before a trailing newline ("abc\n").
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _BAD_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _BAD_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
 def check_bucket_name(name: str) -> str:
     """General-purpose bucket naming rules, as AWS enforces them for new buckets."""
-    if (not _BUCKET.match(name) or ".." in name or ".-" in name or "-." in name or _IPV4.match(name)
+    if (not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name or _IPV4.fullmatch(name)
             or name.startswith(_BAD_PREFIXES) or name.endswith(_BAD_SUFFIXES)):
         raise InvalidBucketName(bucket=name)
     return name

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from coffre.core.errors import InvalidArgument, InvalidLocationConstraint
+from coffre.core.errors import InvalidArgument
 from coffre.meta.records import ListPage
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
@@ -23,9 +23,8 @@ async def create_bucket(ctx: Ctx) -> web.StreamResponse:
         root = xml.parse(body)
         if root.tag != "CreateBucketConfiguration":
             raise xml.MalformedXML()
-        location = xml.text(root, "LocationConstraint")
-        if location == "":
-            raise InvalidLocationConstraint("The specified location-constraint is not valid", location="")
+        # Absent or empty: no constraint (the deployment's region).
+        location = xml.text(root, "LocationConstraint") or None
     await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location)
     ctx.response_headers["Location"] = "/" + ctx.b
     return ctx.empty()
@@ -33,8 +32,10 @@ async def create_bucket(ctx: Ctx) -> web.StreamResponse:
 
 @operation("HeadBucket")
 async def head_bucket(ctx: Ctx) -> web.StreamResponse:
-    bucket = await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
+    bucket = await ctx.coffre.buckets.get(ctx.b)
+    # S3 tells the region even when it refuses access (clients use it to redirect).
     ctx.response_headers["x-amz-bucket-region"] = bucket.region
+    await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
     ctx.response_headers["x-amz-access-point-alias"] = "false"
     return ctx.empty()
 
@@ -63,7 +64,7 @@ def _max_keys(ctx: Ctx, name: str = "max-keys") -> int:
         n = int(raw)
     except ValueError as e:
         raise InvalidArgument("Provided max-keys not an integer or within integer range", name=name) from e
-    if n < 0:
+    if not 0 <= n <= 2147483647:
         raise InvalidArgument("Argument maxKeys must be an integer between 0 and 2147483647", name=name)
     return n
 
