@@ -16,10 +16,12 @@ likes, including a body shorter than its Content-Length.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import http.client
+import importlib
 import socket
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
@@ -41,11 +43,23 @@ REGION = "us-east-1"
 
 @contextmanager
 def clock(when: dt.datetime | None):
-    """Make botocore sign as if the time were ``when`` (None: the real clock)."""
+    """Make botocore (pure Python and CRT signers) sign as if the time were ``when`` (None: now)."""
     if when is None:
         yield
         return
-    with mock.patch.object(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None)):
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+    def fake(remove_tzinfo: bool = True) -> dt.datetime:
+        return aware.replace(tzinfo=None) if remove_tzinfo else aware
+
+    targets = [botocore.auth]
+    try:
+        targets.append(importlib.import_module("botocore.crt.auth"))
+    except ImportError:  # awscrt absent: only the pure-Python signers exist
+        pass
+    with contextlib.ExitStack() as stack:
+        for module in targets:
+            stack.enter_context(mock.patch.object(module, "get_current_datetime", fake))
         yield
 
 

@@ -336,7 +336,7 @@ def v2_string_to_sign(req: Request, bucket_path: str, expires: str | None = None
                       subresources: frozenset[str] = V2_ALL_SUBRESOURCES) -> str:
     """Legacy SigV2: METHOD, Content-MD5, Content-Type, Date (or Expires), x-amz-*, resource.
 
-    In a presigned URL (``expires`` given), x-amz-* query parameters stand for headers.
+    In a presigned URL (``expires`` given), x-amz-* query parameters stand for absent headers.
     """
     h = req.headers
     amz: dict[str, list[str]] = {}
@@ -344,9 +344,12 @@ def v2_string_to_sign(req: Request, bucket_path: str, expires: str | None = None
         if k.startswith("x-amz-"):
             amz.setdefault(k, []).append(_SPACES.sub(" ", v.strip()))
     if expires is not None:
+        # botocore copies the signed x-amz-* headers into the URL; the client may send them as
+        # headers too. Each counts once.
         for k, v in req.query:
-            if k.lower().startswith("x-amz-"):
-                amz.setdefault(k.lower(), []).append(_SPACES.sub(" ", v.strip()))
+            name = k.lower()
+            if name.startswith("x-amz-") and name not in h:
+                amz.setdefault(name, []).append(_SPACES.sub(" ", v.strip()))
     date = expires if expires is not None else ("" if "x-amz-date" in h else h.get("date", ""))
     canon_amz = "".join(f"{k}:{','.join(amz[k])}\n" for k in sorted(amz))
     sub = sorted((k, v) for k, v in req.query if k in subresources)
@@ -375,12 +378,17 @@ def verify_v2(req: Request, info: AuthInfo, secret: str, bucket_path: str, *, no
             raise RequestTimeTooSkewed(request_time=date, server_time=iso8601(now), max_skew_ms=max_skew * 1000)
     given = info.signature.encode()
     first = ""
-    for subresources in (V2_BOTOCORE_SUBRESOURCES, V2_ALL_SUBRESOURCES):
-        sts = v2_string_to_sign(req, bucket_path, expires, subresources)
-        expected = base64.b64encode(hmac.new(secret.encode(), sts.encode("utf-8", "surrogateescape"),
-                                             hashlib.sha1).digest())
-        if hmac.compare_digest(expected, given):
-            return
-        first = first or sts
+    # A bucket's own resource is "/bucket/" for AWS (and botocore, path style or not), "/bucket" for some.
+    paths = [bucket_path]
+    if bucket_path.count("/") == 1 and len(bucket_path) > 1:
+        paths.insert(0, bucket_path + "/")
+    for path in paths:
+        for subresources in (V2_BOTOCORE_SUBRESOURCES, V2_ALL_SUBRESOURCES):
+            sts = v2_string_to_sign(req, path, expires, subresources)
+            expected = base64.b64encode(hmac.new(secret.encode(), sts.encode("utf-8", "surrogateescape"),
+                                                 hashlib.sha1).digest())
+            if hmac.compare_digest(expected, given):
+                return
+            first = first or sts
     raise SignatureDoesNotMatch(access_key_id=info.access_key_id, string_to_sign=first,
                                 signature_provided=info.signature)
