@@ -114,7 +114,13 @@ def run_and_kill(srv: Server, ledger: Ledger, rnd: int, writers: int = 4) -> Non
                for w in range(writers)]
     for t in threads:
         t.start()
-    time.sleep(random.uniform(1.0, 2.5))
+    deadline = time.monotonic() + 20  # a loaded machine may be slow to acknowledge the first writes
+    while time.monotonic() < deadline:
+        with ledger.lock:
+            if sum(1 for ps in ledger.puts.values() for p in ps if p.end is not None) >= 5 * (rnd + 1):
+                break
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.5, 2.0))
     # Kill while requests are in flight: wait for a moment when some are.
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
@@ -247,7 +253,10 @@ def test_sigkill_during_multipart_upload(tmp_path) -> None:
     threads = [threading.Thread(target=upload, args=(w,), daemon=True) for w in range(3)]
     for t in threads:
         t.start()
-    time.sleep(random.uniform(0.8, 1.5))
+    deadline = time.monotonic() + 20  # a loaded machine may be slow to acknowledge the first parts
+    while len(acked) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.2, 1.0))
     srv.kill()
     stop.set()
     for t in threads:
