@@ -94,6 +94,17 @@ def test_object_bodies_never_appear_in_plaintext(srv: Server, client) -> None:
     for key, body in bodies.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"note": meta_marker},
                           ContentType="text/plain")
+    # Every path that writes bodies encrypts: multipart parts and copies too.
+    up = client.create_multipart_upload(Bucket=BUCKET, Key=f"{key_marker}/multipart")["UploadId"]
+    part = body_marker * 3000
+    etag = client.upload_part(Bucket=BUCKET, Key=f"{key_marker}/multipart", UploadId=up, PartNumber=1,
+                              Body=part)["ETag"]
+    client.complete_multipart_upload(Bucket=BUCKET, Key=f"{key_marker}/multipart", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    pending = client.create_multipart_upload(Bucket=BUCKET, Key=f"{key_marker}/pending")["UploadId"]
+    client.upload_part(Bucket=BUCKET, Key=f"{key_marker}/pending", UploadId=pending, PartNumber=1, Body=part)
+    client.copy_object(Bucket=BUCKET, Key=f"{key_marker}/copy", CopySource={"Bucket": BUCKET,
+                       "Key": f"{key_marker}/segments"})
     # Overwritten and deleted objects leave no plaintext behind either.
     client.put_object(Bucket=BUCKET, Key=f"{key_marker}/gone", Body=body_marker * 50)
     client.delete_object(Bucket=BUCKET, Key=f"{key_marker}/gone")
@@ -102,6 +113,9 @@ def test_object_bodies_never_appear_in_plaintext(srv: Server, client) -> None:
         assert got["Body"].read() == body
         assert got["Metadata"] == {"note": meta_marker}
         assert got["ServerSideEncryption"] == "AES256"
+    assert client.get_object(Bucket=BUCKET, Key=f"{key_marker}/multipart")["Body"].read() == part
+    assert client.get_object(Bucket=BUCKET, Key=f"{key_marker}/copy")["Body"].read() == \
+        bodies[f"{key_marker}/segments"]
 
     data = srv.data_dir
     # Before a checkpoint, the newest metadata lives in the WAL: it is scanned too.
