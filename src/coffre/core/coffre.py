@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import string
@@ -76,10 +77,9 @@ class Coffre:
     async def close(self) -> None:
         if self._gc_task is not None:
             self._gc_task.cancel()
-            try:
+            # Its failures were logged by the loop itself; a pass cut short resumes at next start.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._gc_task
-            except (asyncio.CancelledError, Exception):
-                pass
         await self.blobs.close()
         await self.meta.close()
         self.blobio.pool.shutdown(wait=False)
