@@ -87,3 +87,24 @@ def test_aws_s3_sync_round_trip(which, endpoint, credentials, s3, compat_bucket,
 
     run(aws + ["s3", "rm", "--recursive", url], env=env, log_path=log_path)
     assert remote_state(s3, compat_bucket) == {}
+
+
+def test_unserved_operations_fail_and_touch_nothing(endpoint, credentials, s3, compat_bucket, tmp_path: Path):
+    """Calls coffre does not serve are refused with 501, never run as the operation whose request
+    they resemble (DELETE ?analytics is not DeleteBucket)."""
+    exe = _aws("v1")
+    env = clean_env(AWS_ACCESS_KEY_ID=credentials[0], AWS_SECRET_ACCESS_KEY=credentials[1],
+                    AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
+                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_MAX_ATTEMPTS="1")
+    calls = [
+        ["delete-bucket-analytics-configuration", "--bucket", compat_bucket, "--id", "a1"],
+        ["delete-bucket-inventory-configuration", "--bucket", compat_bucket, "--id", "i1"],
+        ["delete-bucket-metrics-configuration", "--bucket", compat_bucket, "--id", "m1"],
+        ["delete-bucket-intelligent-tiering-configuration", "--bucket", compat_bucket, "--id", "t1"],
+    ]
+    # The bucket is empty: a DeleteBucket would remove it.
+    for args in calls:
+        proc = subprocess.run([exe, "--endpoint-url", endpoint, "s3api", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode != 0 and "NotImplemented" in proc.stderr, (args, proc.stdout, proc.stderr)
+        s3.head_bucket(Bucket=compat_bucket)  # still there

@@ -18,6 +18,8 @@ _BUCKET_SUB: dict[str, dict[str, str]] = {
         "requestPayment": "GetBucketRequestPayment", "accelerate": "GetBucketAccelerateConfiguration",
         "analytics": "GetBucketAnalyticsConfiguration", "inventory": "GetBucketInventoryConfiguration",
         "metrics": "GetBucketMetricsConfiguration", "intelligent-tiering": "GetBucketIntelligentTieringConfiguration",
+        "session": "CreateSession", "abac": "GetBucketAbac", "metadataConfiguration": "GetBucketMetadataConfiguration",
+        "metadataTable": "GetBucketMetadataTableConfiguration",
     },
     "PUT": {
         "versioning": "PutBucketVersioning", "policy": "PutBucketPolicy", "acl": "PutBucketAcl",
@@ -26,24 +28,41 @@ _BUCKET_SUB: dict[str, dict[str, str]] = {
         "notification": "PutBucketNotificationConfiguration", "replication": "PutBucketReplication",
         "object-lock": "PutObjectLockConfiguration", "ownershipControls": "PutBucketOwnershipControls",
         "publicAccessBlock": "PutPublicAccessBlock", "requestPayment": "PutBucketRequestPayment",
-        "accelerate": "PutBucketAccelerateConfiguration",
+        "accelerate": "PutBucketAccelerateConfiguration", "analytics": "PutBucketAnalyticsConfiguration",
+        "inventory": "PutBucketInventoryConfiguration", "metrics": "PutBucketMetricsConfiguration",
+        "intelligent-tiering": "PutBucketIntelligentTieringConfiguration", "abac": "PutBucketAbac",
+        "metadataAnnotationTable": "UpdateBucketMetadataAnnotationTableConfiguration",
+        "metadataInventoryTable": "UpdateBucketMetadataInventoryTableConfiguration",
+        "metadataJournalTable": "UpdateBucketMetadataJournalTableConfiguration",
     },
     "DELETE": {
         "policy": "DeleteBucketPolicy", "cors": "DeleteBucketCors", "lifecycle": "DeleteBucketLifecycle",
         "tagging": "DeleteBucketTagging", "encryption": "DeleteBucketEncryption", "website": "DeleteBucketWebsite",
         "replication": "DeleteBucketReplication", "ownershipControls": "DeleteBucketOwnershipControls",
-        "publicAccessBlock": "DeletePublicAccessBlock",
+        "publicAccessBlock": "DeletePublicAccessBlock", "analytics": "DeleteBucketAnalyticsConfiguration",
+        "inventory": "DeleteBucketInventoryConfiguration", "metrics": "DeleteBucketMetricsConfiguration",
+        "intelligent-tiering": "DeleteBucketIntelligentTieringConfiguration",
+        "metadataConfiguration": "DeleteBucketMetadataConfiguration", "metadataTable": "DeleteBucketMetadataTableConfiguration",
     },
-    "POST": {"delete": "DeleteObjects"},
+    "POST": {"delete": "DeleteObjects", "metadataConfiguration": "CreateBucketMetadataConfiguration",
+             "metadataTable": "CreateBucketMetadataTableConfiguration"},
+}
+
+# Configurations kept by id: GET with ?id= reads one, GET without lists them.
+_LIST_WITHOUT_ID = {
+    "analytics": "ListBucketAnalyticsConfigurations", "inventory": "ListBucketInventoryConfigurations",
+    "metrics": "ListBucketMetricsConfigurations", "intelligent-tiering": "ListBucketIntelligentTieringConfigurations",
 }
 
 _OBJECT_SUB: dict[str, dict[str, str]] = {
     "GET": {"uploadId": "ListParts", "attributes": "GetObjectAttributes", "tagging": "GetObjectTagging",
             "acl": "GetObjectAcl", "retention": "GetObjectRetention", "legal-hold": "GetObjectLegalHold",
-            "torrent": "GetObjectTorrent"},
+            "torrent": "GetObjectTorrent", "annotation": "GetObjectAnnotation"},
     "PUT": {"tagging": "PutObjectTagging", "acl": "PutObjectAcl", "retention": "PutObjectRetention",
-            "legal-hold": "PutObjectLegalHold"},
-    "DELETE": {"uploadId": "AbortMultipartUpload", "tagging": "DeleteObjectTagging"},
+            "legal-hold": "PutObjectLegalHold", "annotation": "PutObjectAnnotation", "renameObject": "RenameObject",
+            "encryption": "UpdateObjectEncryption"},
+    "DELETE": {"uploadId": "AbortMultipartUpload", "tagging": "DeleteObjectTagging",
+               "annotation": "DeleteObjectAnnotation"},
     "POST": {"uploads": "CreateMultipartUpload", "uploadId": "CompleteMultipartUpload",
              "restore": "RestoreObject", "select": "SelectObjectContent"},
 }
@@ -90,6 +109,8 @@ def operation(method: str, bucket: str | None, key: str | None, query: Mapping[s
         sub = _BUCKET_SUB.get(method, {})
         for name, op in sub.items():
             if name in query:
+                if method == "GET" and name in _LIST_WITHOUT_ID and "id" not in query:
+                    return _LIST_WITHOUT_ID[name]
                 return op
         if method == "GET":
             return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
