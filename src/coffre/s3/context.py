@@ -95,9 +95,9 @@ class Ctx:
         if length is None and self.headers.get("transfer-encoding", "").lower() != "chunked":
             raise MissingContentLength()
         sha = None
-        if self.auth is not None and self.auth.version == 4 and not self.auth.presigned:
-            if self.auth.payload_hash != sigv4.UNSIGNED:
-                sha = self.auth.payload_hash
+        # The signed payload hash (header, or X-Amz-Content-Sha256 in a presigned URL) binds the body.
+        if self.auth is not None and self.auth.version == 4 and self.auth.payload_hash not in ("", sigv4.UNSIGNED):
+            sha = self.auth.payload_hash
         return PlainBody(reader, length, sha)
 
     async def read_small(self, limit: int) -> bytes:

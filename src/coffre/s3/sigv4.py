@@ -177,7 +177,9 @@ def _parse_v4_query(req: Request) -> AuthInfo:
     return AuthInfo(version=4, access_key_id=m.group(1), signature=sig, presigned=True, date=date,
                     scope_date=m.group(2), region=m.group(3), service=m.group(4),
                     signed_headers=tuple(signed.split(";")),
-                    payload_hash=req.headers.get("x-amz-content-sha256", UNSIGNED), expires=expires)
+                    # A presigned URL never covers the body: UNSIGNED-PAYLOAD, unless the URL itself
+                    # names a payload hash (some SDKs add X-Amz-Content-Sha256=UNSIGNED-PAYLOAD).
+                    payload_hash=q.get("X-Amz-Content-Sha256", UNSIGNED), expires=expires)
 
 
 def _parse_v2_header(auth: str) -> AuthInfo:
