@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -39,7 +41,7 @@ _NO_AUTH_OPS = frozenset({"PostObject"})
 
 
 def parse_query(raw: str) -> list[tuple[str, str]]:
-    out = []
+    out: list[tuple[str, str]] = []
     if not raw:
         return out
     for part in raw.split("&"):
@@ -100,10 +102,10 @@ class S3App:
         raw_path, _, raw_query = raw.partition("?")
         headers: dict[str, str] = {}
         total = 0
-        for k, v in request.raw_headers:
-            name = k.decode("latin-1").lower()
-            value = v.decode("utf-8", "surrogateescape")
-            total += len(k) + len(v) + 4
+        for raw_name, raw_value in request.raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("utf-8", "surrogateescape")
+            total += len(raw_name) + len(raw_value) + 4
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         if total > self.settings.max_headers_total:
             raise RequestHeaderSectionTooLarge(size=total, max=self.settings.max_headers_total)
@@ -162,7 +164,7 @@ class S3App:
         return self._error_response(request, status, code, str(exc), rid, ctx, extra)
 
     def _error_response(self, request: web.BaseRequest, status: int, code: str, message: str, rid: str,
-                        ctx: Ctx | None, extra: dict[str, object] | None = None) -> web.StreamResponse:
+                        ctx: Ctx | None, extra: Mapping[str, object] | None = None) -> web.StreamResponse:
         headers: CIMultiDict[str] = CIMultiDict()
         if ctx is not None:
             headers.extend(ctx.response_headers)
@@ -204,8 +206,8 @@ _EXTRA_TAGS = {
 }
 
 
-def make_server(app: S3App, **kwargs: object) -> web.Server:
+def make_server(app: S3App, **kwargs: Any) -> web.Server:
     """The aiohttp low-level server; ``kwargs`` go to its connection handler (timeouts, access_log)."""
     # auto_decompress off: Content-Encoding (gzip...) describes the stored object, never to be undone here.
-    return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256,  # type: ignore[call-arg]
+    return web.Server(app.handle, max_field_size=65536, max_line_size=65536, max_headers=256,
                       auto_decompress=False, **kwargs)
