@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from coffre.core.errors import InvalidArgument
+from coffre.core.errors import InvalidArgument, MalformedXML
 from coffre.meta.records import ListPage
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
@@ -22,7 +22,7 @@ async def create_bucket(ctx: Ctx) -> web.StreamResponse:
     if body.strip():
         root = xml.parse(body)
         if root.tag != "CreateBucketConfiguration":
-            raise xml.MalformedXML()
+            raise MalformedXML()
         # Absent or empty: no constraint (the deployment's region).
         location = xml.text(root, "LocationConstraint") or None
     await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location)
