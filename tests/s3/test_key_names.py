@@ -95,3 +95,14 @@ def test_nothing_lands_outside_the_blob_directory(server, s3, stored):
     for k in ("etc", "b", "win", "x", "copied"):
         assert not os.path.exists(os.path.join(parent, k))
         assert not os.path.exists(os.path.join(blobs, k))
+
+
+def test_key_that_is_not_utf8(endpoint, credentials, bucket):
+    # %FF decodes to no UTF-8 text: refused on write, simply absent on read, never a 500.
+    url = f"{endpoint}/{bucket}/bad%FFkey"
+    s = sign("PUT", url, credentials, body=b"x")
+    r = send("PUT", url, s.headers, b"x")
+    assert r.status == 400 and r.error_code() in ("InvalidArgument", "InvalidURI"), r.body
+    s = sign("GET", url, credentials)
+    r = send("GET", url, s.headers)
+    assert r.status in (400, 404), r.body
