@@ -168,6 +168,8 @@ class S3App:
         headers: CIMultiDict[str] = CIMultiDict()
         if ctx is not None:
             headers.extend(ctx.response_headers)
+            # A handler may have set an object's Content-Type before failing; the error is XML.
+            headers.popall("Content-Type", None)
         if request.method == "HEAD":
             # HEAD errors carry no body; clients read the status alone.
             return web.Response(status=status, headers=headers)
