@@ -46,6 +46,8 @@ class Settings:
     # Garbage collection: orphaned blobs are removed after this many seconds.
     gc_grace_seconds: int = 3600
     gc_interval_seconds: int = 300
+    # Seconds a request body may stall (no byte received) before the request fails with RequestTimeout.
+    body_idle_timeout: float = 20.0
     # Seconds an idle keep-alive connection stays open.
     keepalive_timeout: float = 75.0
     # Log level: DEBUG, INFO, WARNING, ERROR.

@@ -177,6 +177,11 @@ class RequestHeaderSectionTooLarge(CoffreError):
     message = "Your request header section exceeds the maximum allowed size."
 
 
+class RequestTimeout(CoffreError):
+    message = ("Your socket connection to the server was not read from or written to within the timeout "
+               "period. Idle connections will be closed.")
+
+
 class MissingContentLength(CoffreError):
     message = "You must provide the Content-Length HTTP header."
 

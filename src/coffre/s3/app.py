@@ -68,7 +68,6 @@ class S3App:
         ctx: Ctx | None = None
         method = request.method
         expect = request.headers.get("Expect", "").lower() == "100-continue"
-        continued = False
         try:
             ctx = self._context(request, rid)
             await self._authenticate(ctx)
@@ -77,10 +76,9 @@ class S3App:
                 if ctx.operation == "Unknown":
                     raise MethodNotAllowed(method=method)
                 raise NotImplementedOperation(f"{ctx.operation} is not implemented yet.", operation=ctx.operation)
-            if expect and request.version >= (1, 1):
-                # Sent only now, so a refused request never makes the client send its body.
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                continued = True
+            # The 100 Continue goes out when the handler first reads the body (Ctx.reader), so a
+            # request refused before then never makes the client send it.
+            ctx.expect_continue = expect and request.version >= (1, 1)
             response = await handler(ctx)
         except CoffreError as exc:
             response = self._error(request, ctx, exc, rid)
@@ -88,7 +86,7 @@ class S3App:
             log.exception("internal error", extra={"request_id": rid})
             response = self._error_response(request, 500, "InternalError",
                                             "We encountered an internal error. Please try again.", rid, ctx)
-        if expect and not continued and not request.content.is_eof():
+        if expect and not (ctx is not None and ctx.continued) and not request.content.is_eof():
             # The client is waiting for a 100 that will never come and holds its body back:
             # the connection cannot carry another request (its next bytes may be that body).
             response.force_close()
@@ -105,7 +103,10 @@ class S3App:
         for raw_name, raw_value in request.raw_headers:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("utf-8", "surrogateescape")
-            total += len(raw_name) + len(raw_value) + 4
+            line = len(raw_name) + len(raw_value) + 4
+            if line > self.settings.max_header_size:
+                raise RequestHeaderSectionTooLarge(size=line, max=self.settings.max_header_size)
+            total += line
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         if total > self.settings.max_headers_total:
             raise RequestHeaderSectionTooLarge(size=total, max=self.settings.max_headers_total)

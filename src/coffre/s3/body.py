@@ -9,14 +9,17 @@ anything is wrong, so the blob being written is discarded.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from coffre.core.errors import (
+    CoffreError,
     IncompleteBody,
     InvalidArgument,
+    RequestTimeout,
     SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
 )
@@ -33,6 +36,44 @@ class Reader(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
     async def readexactly(self, n: int) -> bytes: ...
     async def readline(self) -> bytes: ...
+
+
+class RequestReader:
+    """The connection's body stream as handlers read it.
+
+    It sends ``100 Continue`` on the first read, so a request refused before its body is
+    needed (authentication, size, preconditions) never makes the client send it; and it
+    bounds how long one read may wait, so a client that stops sending mid-body gets
+    RequestTimeout instead of holding the request open for ever.
+    """
+
+    def __init__(self, reader: Reader, idle_timeout: float,
+                 send_continue: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._reader = reader
+        self._timeout = idle_timeout
+        self._send_continue = send_continue
+
+    async def _go(self, read: Awaitable[bytes]) -> bytes:
+        if self._send_continue is not None:
+            send, self._send_continue = self._send_continue, None
+            await send()
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await read
+        except TimeoutError as e:
+            raise RequestTimeout() from e
+
+    async def readany(self) -> bytes:
+        return await self._go(self._reader.readany())
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self._go(self._reader.read(n))
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._go(self._reader.readexactly(n))
+
+    async def readline(self) -> bytes:
+        return await self._go(self._reader.readline())
 
 
 class PlainBody:
@@ -52,6 +93,8 @@ class PlainBody:
         while True:
             try:
                 data = await self._reader.readany()
+            except CoffreError:
+                raise
             except Exception as e:  # connection reset while reading the body
                 raise IncompleteBody() from e
             if not data:
@@ -100,6 +143,8 @@ class ChunkedBody:
     async def _readline(self) -> bytes:
         try:
             return await self._reader.readline()
+        except CoffreError:
+            raise
         except Exception as e:  # connection lost, or a line over the reader's limit
             raise IncompleteBody() from e
 
@@ -114,6 +159,8 @@ class ChunkedBody:
     async def _exact(self, n: int) -> bytes:
         try:
             return await self._reader.readexactly(n)
+        except CoffreError:
+            raise
         except Exception as e:
             raise IncompleteBody() from e
 

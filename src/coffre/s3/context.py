@@ -13,7 +13,7 @@ from coffre.core.body import Body
 from coffre.core.errors import InvalidArgument, InvalidRequest, MissingContentLength
 from coffre.core.identity import Principal
 from coffre.s3 import sigv4
-from coffre.s3.body import ChunkedBody, PlainBody
+from coffre.s3.body import ChunkedBody, PlainBody, RequestReader
 from coffre.s3.sigv4 import AuthInfo
 from coffre.s3.xml import Doc
 
@@ -39,6 +39,10 @@ class Ctx:
     auth: AuthInfo | None = None
     signing_key: bytes | None = None
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    # Expect: 100-continue: the 100 goes out when a handler first reads the body.
+    expect_continue: bool = False
+    continued: bool = False
+    _reader: RequestReader | None = None
 
     @property
     def p(self) -> Principal:
@@ -85,9 +89,20 @@ class Ctx:
         payload = self.auth.payload_hash if self.auth is not None else ""
         return payload in sigv4.STREAMING_MODES
 
+    def reader(self) -> RequestReader:
+        """The body stream: 100 Continue on first read (if the client asked), idle-bounded reads."""
+        if self._reader is None:
+            send = self._send_continue if self.expect_continue else None
+            self._reader = RequestReader(self.request.content, self.settings.body_idle_timeout, send)
+        return self._reader
+
+    async def _send_continue(self) -> None:
+        self.continued = True
+        await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def body(self) -> Body:
         """The request payload as a domain Body (de-framed and verified as it streams)."""
-        reader = self.request.content
+        reader = self.reader()
         if self.is_chunked():
             assert self.auth is not None
             return ChunkedBody(reader, self.auth, self.signing_key, self.payload_length())

@@ -41,6 +41,7 @@ STATUS: dict[type[e.CoffreError], tuple[int, str]] = {
     e.MethodNotAllowed: (405, "MethodNotAllowed"),
     e.RequestHeaderSectionTooLarge: (400, "RequestHeaderSectionTooLarge"),
     e.MissingContentLength: (411, "MissingContentLength"),
+    e.RequestTimeout: (400, "RequestTimeout"),
     e.AccessDenied: (403, "AccessDenied"),
     e.InvalidAccessKeyId: (403, "InvalidAccessKeyId"),
     e.SignatureDoesNotMatch: (403, "SignatureDoesNotMatch"),
