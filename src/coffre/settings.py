@@ -45,6 +45,8 @@ class Settings:
     max_delete_objects: int = 1000
     # Garbage collection: orphaned blobs are removed after this many seconds.
     gc_grace_seconds: int = 3600
+    # Blobs replaced, deleted or aborted are kept this long, so reads already streaming them finish.
+    gc_release_delay_seconds: int = 900
     gc_interval_seconds: int = 300
     # Seconds a request body may stall (no byte received) before the request fails with RequestTimeout.
     body_idle_timeout: float = 20.0

@@ -36,7 +36,8 @@ BUCKET = "crash"
 # durable but not yet committed must not be collected. Only the restarted server, which
 # receives no writes, collects everything at once.
 WRITE_ENV = {"COFFRE_MIN_PART_SIZE": str(MiB)}
-COLLECT_ENV = {**WRITE_ENV, "COFFRE_GC_GRACE_SECONDS": "0", "COFFRE_GC_INTERVAL_SECONDS": "1"}
+COLLECT_ENV = {**WRITE_ENV, "COFFRE_GC_GRACE_SECONDS": "0", "COFFRE_GC_INTERVAL_SECONDS": "1",
+               "COFFRE_GC_RELEASE_DELAY_SECONDS": "0"}
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Garbage collection of blobs (DESIGN.md §3, step 5).
 
-Blobs released by a commit (overwrite, delete, multipart complete or abort) are deleted
-right after it; if the process dies in between, the same commit queued them and the
-collector deletes them at its next pass. Blobs no metadata knows (a crash after the blob
+Blobs released by a commit (overwrite, delete, multipart complete or abort) are queued by
+that commit and deleted once gc_release_delay_seconds have passed (right after the commit
+when it is 0, as most tests here run), so reads streaming the old data can finish; if the
+process dies in between, the collector deletes them at its next pass. Blobs no metadata knows (a crash after the blob
 became durable, before its metadata committed) are deleted once older than the grace
 period, never before: a young one may be about to be committed.
 """
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("COFFRE_TEST_ENDPOINT")),
 
 MiB = 1 << 20
 BUCKET = "gc-test"
-ENV = {"COFFRE_GC_INTERVAL_SECONDS": "1", "COFFRE_MIN_PART_SIZE": str(MiB)}  # default grace: one hour
+ENV = {"COFFRE_GC_INTERVAL_SECONDS": "1", "COFFRE_MIN_PART_SIZE": str(MiB),  # default grace: one hour
+       "COFFRE_GC_RELEASE_DELAY_SECONDS": "0"}
 
 
 def db(data_dir: str) -> sqlite3.Connection:
@@ -173,3 +175,29 @@ def test_collector_after_a_crash(srv: Server) -> None:
     with pytest.raises(ClientError):
         s3.head_object(Bucket=BUCKET, Key="kept")
     assert all_blobs(data) == set()
+
+
+def test_released_data_outlives_reads_already_streaming_it(tmp_path) -> None:
+    env = {**ENV, "COFFRE_GC_RELEASE_DELAY_SECONDS": "3"}
+    server = Server(str(tmp_path / "data"), env=env).start()
+    try:
+        s3 = make_client(server.endpoint, (ACCESS_KEY, SECRET_KEY))
+        s3.create_bucket(Bucket=BUCKET)
+        parts = [os.urandom(2 * MiB) for _ in range(8)]
+        up = s3.create_multipart_upload(Bucket=BUCKET, Key="mp")["UploadId"]
+        etags = [s3.upload_part(Bucket=BUCKET, Key="mp", UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
+                 for n, p in enumerate(parts)]
+        s3.complete_multipart_upload(Bucket=BUCKET, Key="mp", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+        old = all_blobs(server.data_dir)
+        assert len(old) == 8
+        body = s3.get_object(Bucket=BUCKET, Key="mp")["Body"]
+        head = body.read(64 * 1024)  # the server is now streaming, later parts not yet opened
+        s3.put_object(Bucket=BUCKET, Key="mp", Body=b"new")
+        time.sleep(1.5)  # the collector has run, the delay has not passed
+        assert old <= all_blobs(server.data_dir)
+        assert head + body.read() == b"".join(parts)
+        assert wait_until(lambda: not (old & all_blobs(server.data_dir)))
+        assert s3.get_object(Bucket=BUCKET, Key="mp")["Body"].read() == b"new"
+    finally:
+        server.stop()

@@ -516,7 +516,8 @@ def blob_files(data_dir: str) -> list[str]:
 def own_server(tmp_path_factory: pytest.TempPathFactory):
     if os.environ.get("COFFRE_TEST_ENDPOINT"):
         pytest.skip("inspects the server's data directory")
-    srv = Server(str(tmp_path_factory.mktemp("mp") / "data"), env={"COFFRE_GC_INTERVAL_SECONDS": "1"}).start()
+    srv = Server(str(tmp_path_factory.mktemp("mp") / "data"), env={"COFFRE_GC_INTERVAL_SECONDS": "1",
+                                                                                "COFFRE_GC_RELEASE_DELAY_SECONDS": "0"}).start()
     yield srv
     srv.stop()
 

@@ -164,7 +164,8 @@ class Coffre:
         their metadata commits, so a young unreferenced blob may be about to be used.
         """
         removed = 0
-        while batch := await self.meta.garbage_batch(1000):
+        released_before = time.time() - self.settings.gc_release_delay_seconds
+        while batch := await self.meta.garbage_batch(1000, released_before):
             referenced = await self.meta.blob_referenced(batch)
             for b in batch:
                 if b not in referenced:

@@ -171,8 +171,13 @@ class ObjectService:
         return stored
 
     async def release(self, blob_ids: list[str]) -> None:
-        """Delete blobs a durable commit no longer references (they are queued for GC too)."""
-        if not blob_ids:
+        """Blobs a durable commit no longer references (the commit queued them for collection).
+
+        They are kept for ``gc_release_delay_seconds`` (DESIGN.md §3.5): a GET or a copy
+        already streaming the replaced version, part after part, must be able to finish.
+        With no delay they are deleted now.
+        """
+        if not blob_ids or self.settings.gc_release_delay_seconds > 0:
             return
         for b in blob_ids:
             await self.blobio.blobs.delete(b)

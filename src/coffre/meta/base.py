@@ -146,8 +146,10 @@ class MetadataStore(ABC):
 
     # -- garbage collection --
     @abstractmethod
-    async def garbage_batch(self, limit: int = 1000) -> list[str]:
-        """Blob ids released by commits and not yet deleted."""
+    async def garbage_batch(self, limit: int = 1000, released_before: float | None = None) -> list[str]:
+        """Blob ids released by commits and not yet deleted, oldest first.
+
+        With ``released_before`` (POSIX time), only those released before it."""
 
     @abstractmethod
     async def garbage_done(self, blob_ids: Sequence[str]) -> None:

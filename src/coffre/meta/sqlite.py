@@ -675,9 +675,11 @@ class SQLiteMetadataStore(MetadataStore):
         return await self._write(tx)
 
     # -- garbage --
-    async def garbage_batch(self, limit: int = 1000) -> list[str]:
+    async def garbage_batch(self, limit: int = 1000, released_before: float | None = None) -> list[str]:
+        before = float("inf") if released_before is None else released_before
         rows = await self._read(lambda c: c.execute(
-            "SELECT blob_id FROM garbage ORDER BY queued_at LIMIT ?", (limit,)).fetchall())
+            "SELECT blob_id FROM garbage WHERE queued_at < ? ORDER BY queued_at LIMIT ?",
+            (before, limit)).fetchall())
         return [r[0] for r in rows]
 
     async def garbage_done(self, blob_ids: Sequence[str]) -> None:
