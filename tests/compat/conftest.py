@@ -12,12 +12,6 @@ from tests.compat.helpers import BIG_NAME, BIG_SIZE, SMALL_FILES, manifest, writ
 from tests.conftest import empty_bucket
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/compat/" in item.nodeid:
-            item.add_marker(pytest.mark.compat)
-
-
 @pytest.fixture(scope="session")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory tree with nested and oddly named files and ONE 100 MiB file, made once."""

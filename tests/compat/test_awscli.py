@@ -20,6 +20,8 @@ from tests.compat.helpers import (
     venv_binary,
 )
 
+pytestmark = pytest.mark.compat
+
 PART = 8 << 20  # the aws cli's default multipart_chunksize (and threshold)
 
 

@@ -17,6 +17,8 @@ from tests.compat.helpers import (
 )
 from tests.conftest import make_client
 
+pytestmark = pytest.mark.compat
+
 PART = 8 * MiB
 
 

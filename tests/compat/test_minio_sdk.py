@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.compat.helpers import assert_same_tree, etag_matches, expected_listing, missing, remote_state
+
+pytestmark = pytest.mark.compat
 
 
 def test_minio_sdk_round_trip(endpoint, credentials, s3, compat_bucket, tree, tree_manifest, tmp_path: Path, tick):

@@ -13,6 +13,8 @@ import pytest
 
 from tests.compat.helpers import clean_env, remote_state, require_binary, run, venv_binary
 
+pytestmark = pytest.mark.compat
+
 COUNT = 1234  # two pages of 1000, the second partial
 
 

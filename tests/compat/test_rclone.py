@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.compat.helpers import assert_same_tree, clean_env, expected_listing, remote_state, run, venv_binary
+
+pytestmark = pytest.mark.compat
 
 
 def _stats(stderr: str) -> dict:

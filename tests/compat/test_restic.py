@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.compat.helpers import assert_same_tree, clean_env, remote_state, require_binary, run
+
+pytestmark = pytest.mark.compat
 
 
 def _json_lines(out: str) -> list[dict]:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.compat.helpers import assert_same_tree, clean_env, expected_listing, remote_state, run, venv_binary
 
+pytestmark = pytest.mark.compat
+
 # s3cmd's default multipart_chunk_size_mb: the 100 MiB file goes up in 7 parts.
 PARTS_OF_BIG = 7
 
