@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -81,24 +82,24 @@ _ALIASES = {"root_access_key": "ROOT_ACCESS_KEY", "root_secret_key": "ROOT_SECRE
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
-    typ = type(current) if current is not None else str
     if isinstance(current, tuple) or name == "virtual_host_domains":
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return tuple(value)
-    if typ is bool:
+    if isinstance(current, bool):
         return str(value).lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
-    if typ is int:
+    if isinstance(current, int):
         return int(value)
-    if typ is float:
+    if isinstance(current, float):
         return float(value)
     return str(value)
 
 
-def load_settings(config_file: str | None = None, env: dict[str, str] | None = None,
+def load_settings(config_file: str | None = None, env: Mapping[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Build the settings: defaults, then the TOML file, then COFFRE_* variables, then overrides."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     s = Settings()
     known = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}

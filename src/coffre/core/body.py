@@ -27,7 +27,7 @@ class BytesBody:
         self._data = data
         self._trailers = dict(trailers or {})
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._data:
             yield self._data
 

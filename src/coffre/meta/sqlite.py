@@ -603,6 +603,7 @@ class SQLiteMetadataStore(MetadataStore):
             last_uid: str | None = None
             while True:
                 remaining = max_uploads - len(uploads) - len(prefixes)
+                args: list[object]
                 if pos is None:
                     where, args = "bucket=? AND key>=?", [bucket, lower_key]
                 else:

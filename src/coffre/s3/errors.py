@@ -56,7 +56,7 @@ STATUS: dict[type[e.CoffreError], tuple[int, str]] = {
 
 def status_and_code(exc: e.CoffreError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
-        hit = STATUS.get(cls)  # type: ignore[arg-type]
+        hit = STATUS.get(cls)
         if hit is not None:
             return hit
     return 500, "InternalError"

@@ -225,12 +225,12 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         if "Content-Type" in ctx.response_headers:
             resp.headers["Content-Type"] = ctx.response_headers["Content-Type"]
         return resp
-    resp = web.StreamResponse(status=status, headers=ctx.response_headers)
-    resp.content_length = length
-    await resp.prepare(ctx.request)
+    stream = web.StreamResponse(status=status, headers=ctx.response_headers)
+    stream.content_length = length
+    await stream.prepare(ctx.request)
     try:
         async for chunk in ctx.coffre.objects.open(obj, start, end):
-            await resp.write(chunk)
+            await stream.write(chunk)
     except Exception:
         # The status line and part of the body are already sent, so no error response can
         # follow (it would land inside the body). Cutting the connection is the one signal
@@ -238,9 +238,9 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         log.exception("GetObject failed after the response started", extra={"request_id": ctx.request_id})
         if ctx.request.transport is not None:
             ctx.request.transport.abort()
-        return resp
-    await resp.write_eof()
-    return resp
+        return stream
+    await stream.write_eof()
+    return stream
 
 
 @operation("HeadObject")
