@@ -127,6 +127,15 @@ class Ctx:
                 raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
         return bytes(out)
 
+    def url_encoding(self) -> bool:
+        """Whether ``encoding-type=url`` asks for keys and prefixes URL-encoded in a listing."""
+        enc = self.query.get("encoding-type")
+        if enc is None:
+            return False
+        if enc.lower() != "url":
+            raise InvalidArgument("Invalid Encoding Method specified in Request", name="encoding-type")
+        return True
+
     # -- responses --
     def xml(self, doc: Doc, status: int = 200) -> web.Response:
         return web.Response(body=doc.bytes(), status=status, content_type="application/xml",

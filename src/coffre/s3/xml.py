@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -60,6 +61,13 @@ def esc(value: str) -> str:
     if "\r" in s:
         s = s.replace("\r", "&#13;")
     return s
+
+
+def url_value(value: str, url: bool) -> str:
+    """A key or prefix as a listing returns it: URL-encoded under ``encoding-type=url``.
+
+    XML 1.0 cannot carry every character a key may hold; URL encoding can."""
+    return quote(value, safe="/") if url else value
 
 
 class Doc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -12,7 +11,7 @@ from coffre.core.errors import InvalidArgument, MalformedXML
 from coffre.meta.records import ListPage
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
-from coffre.s3.xml import Doc, iso8601
+from coffre.s3.xml import Doc, iso8601, url_value
 
 
 @operation("CreateBucket")
@@ -69,22 +68,9 @@ def _max_keys(ctx: Ctx, name: str = "max-keys") -> int:
     return n
 
 
-def _encoding(ctx: Ctx) -> bool:
-    enc = ctx.query.get("encoding-type")
-    if enc is None:
-        return False
-    if enc.lower() != "url":
-        raise InvalidArgument("Invalid Encoding Method specified in Request", name="encoding-type")
-    return True
-
-
-def _enc(value: str, url: bool) -> str:
-    return quote(value, safe="/") if url else value
-
-
 def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
     for o in page.objects:
-        doc.open("Contents").leaf("Key", _enc(o.key, url)).leaf("LastModified", iso8601(o.last_modified))
+        doc.open("Contents").leaf("Key", url_value(o.key, url)).leaf("LastModified", iso8601(o.last_modified))
         doc.leaf("ETag", o.etag).leaf("Size", o.size)
         if o.checksum_algorithm and o.checksum_type:
             doc.leaf("ChecksumAlgorithm", o.checksum_algorithm).leaf("ChecksumType", o.checksum_type)
@@ -93,12 +79,12 @@ def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
             doc.open("Owner").leaf("ID", o.owner).leaf("DisplayName", "").close("Owner")
         doc.close("Contents")
     for p in page.common_prefixes:
-        doc.open("CommonPrefixes").leaf("Prefix", _enc(p, url)).close("CommonPrefixes")
+        doc.open("CommonPrefixes").leaf("Prefix", url_value(p, url)).close("CommonPrefixes")
 
 
 @operation("ListObjects")
 async def list_objects(ctx: Ctx) -> web.StreamResponse:
-    url = _encoding(ctx)
+    url = ctx.url_encoding()
     max_keys = _max_keys(ctx)
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter", "")
@@ -106,13 +92,13 @@ async def list_objects(ctx: Ctx) -> web.StreamResponse:
     page = await ctx.coffre.buckets.list_objects(ctx.p, ctx.b, prefix=prefix, delimiter=delimiter,
                                                  start_after=marker, max_keys=max_keys)
     doc = Doc("ListBucketResult")
-    doc.leaf("Name", ctx.b).leaf("Prefix", _enc(prefix, url)).leaf("Marker", _enc(marker, url))
+    doc.leaf("Name", ctx.b).leaf("Prefix", url_value(prefix, url)).leaf("Marker", url_value(marker, url))
     doc.leaf("MaxKeys", max_keys)
     if delimiter:
-        doc.leaf("Delimiter", _enc(delimiter, url))
+        doc.leaf("Delimiter", url_value(delimiter, url))
     doc.leaf("IsTruncated", page.is_truncated)
     if page.is_truncated and delimiter and page.next_marker is not None:
-        doc.leaf("NextMarker", _enc(page.next_marker, url))
+        doc.leaf("NextMarker", url_value(page.next_marker, url))
     if url:
         doc.leaf("EncodingType", "url")
     _contents(doc, page, url, owner=True)
@@ -136,7 +122,7 @@ def decode_token(token: str) -> str:
 
 @operation("ListObjectsV2")
 async def list_objects_v2(ctx: Ctx) -> web.StreamResponse:
-    url = _encoding(ctx)
+    url = ctx.url_encoding()
     max_keys = _max_keys(ctx)
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter", "")
@@ -152,14 +138,14 @@ async def list_objects_v2(ctx: Ctx) -> web.StreamResponse:
     page = await ctx.coffre.buckets.list_objects(ctx.p, ctx.b, prefix=prefix, delimiter=delimiter,
                                                  start_after=position, max_keys=max_keys)
     doc = Doc("ListBucketResult")
-    doc.leaf("Name", ctx.b).leaf("Prefix", _enc(prefix, url))
+    doc.leaf("Name", ctx.b).leaf("Prefix", url_value(prefix, url))
     if start_after:
-        doc.leaf("StartAfter", _enc(start_after, url))
+        doc.leaf("StartAfter", url_value(start_after, url))
     if token is not None:
         doc.leaf("ContinuationToken", token)
     doc.leaf("KeyCount", len(page.objects) + len(page.common_prefixes)).leaf("MaxKeys", max_keys)
     if delimiter:
-        doc.leaf("Delimiter", _enc(delimiter, url))
+        doc.leaf("Delimiter", url_value(delimiter, url))
     doc.leaf("IsTruncated", page.is_truncated)
     if page.is_truncated and page.next_marker is not None:
         doc.leaf("NextContinuationToken", encode_token(page.next_marker))

@@ -3,8 +3,6 @@ ListMultipartUploads (request parsing and AWS-shaped responses; the rules live i
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from coffre.core import checksums
@@ -15,7 +13,7 @@ from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
 from coffre.s3.handlers.objects import integrity, write_meta
-from coffre.s3.xml import Doc, iso8601
+from coffre.s3.xml import Doc, iso8601, url_value
 
 # XML element of each algorithm's checksum (ChecksumCRC32, ChecksumSHA256, ...).
 _ELEMENT = {a: "Checksum" + a for a in checksums.ALGORITHMS}
@@ -45,19 +43,6 @@ def _part_number(ctx: Ctx) -> int:
         return int(raw)
     except ValueError as e:
         raise InvalidArgument(msg, name="partNumber") from e
-
-
-def _url_encoding(ctx: Ctx) -> bool:
-    enc = ctx.query.get("encoding-type")
-    if enc is None:
-        return False
-    if enc.lower() != "url":
-        raise InvalidArgument("Invalid Encoding Method specified in Request", name="encoding-type")
-    return True
-
-
-def _enc(value: str, url: bool) -> str:
-    return quote(value, safe="/") if url else value
 
 
 def _sse(ctx: Ctx) -> None:
@@ -190,7 +175,7 @@ def _upload_checksum(doc: Doc, upload: UploadRecord) -> None:
 
 @operation("ListParts")
 async def list_parts(ctx: Ctx) -> web.StreamResponse:
-    url = _url_encoding(ctx)
+    url = ctx.url_encoding()
     max_parts = _int_query(ctx, "max-parts", 1000, "Provided max-parts not an integer or within integer range")
     marker = _int_query(ctx, "part-number-marker", 0,
                         "Provided part-number-marker not an integer or within integer range")
@@ -199,7 +184,7 @@ async def list_parts(ctx: Ctx) -> web.StreamResponse:
     upload = page.upload
     algo, _ = effective_checksum(upload)
     doc = Doc("ListPartsResult")
-    doc.leaf("Bucket", ctx.b).leaf("Key", _enc(ctx.k, url)).leaf("UploadId", upload.upload_id)
+    doc.leaf("Bucket", ctx.b).leaf("Key", url_value(ctx.k, url)).leaf("UploadId", upload.upload_id)
     doc.leaf("PartNumberMarker", marker).leaf("NextPartNumberMarker", page.next_marker)
     doc.leaf("MaxParts", max_parts).leaf("IsTruncated", page.is_truncated)
     if url:
@@ -220,7 +205,7 @@ async def list_parts(ctx: Ctx) -> web.StreamResponse:
 
 @operation("ListMultipartUploads")
 async def list_multipart_uploads(ctx: Ctx) -> web.StreamResponse:
-    url = _url_encoding(ctx)
+    url = ctx.url_encoding()
     max_uploads = _int_query(ctx, "max-uploads", 1000,
                              "Provided max-uploads not an integer or within integer range")
     q = ctx.query
@@ -230,23 +215,23 @@ async def list_multipart_uploads(ctx: Ctx) -> web.StreamResponse:
         ctx.p, ctx.b, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
         upload_id_marker=upload_id_marker, max_uploads=max_uploads)
     doc = Doc("ListMultipartUploadsResult")
-    doc.leaf("Bucket", ctx.b).leaf("KeyMarker", _enc(key_marker, url))
+    doc.leaf("Bucket", ctx.b).leaf("KeyMarker", url_value(key_marker, url))
     doc.leaf("UploadIdMarker", upload_id_marker if key_marker else "")
-    doc.leaf("NextKeyMarker", _enc(page.next_key_marker or "", url))
+    doc.leaf("NextKeyMarker", url_value(page.next_key_marker or "", url))
     doc.leaf("NextUploadIdMarker", page.next_upload_id_marker or "")
     if delimiter:
-        doc.leaf("Delimiter", _enc(delimiter, url))
-    doc.leaf("Prefix", _enc(prefix, url)).leaf("MaxUploads", max_uploads).leaf("IsTruncated", page.is_truncated)
+        doc.leaf("Delimiter", url_value(delimiter, url))
+    doc.leaf("Prefix", url_value(prefix, url)).leaf("MaxUploads", max_uploads).leaf("IsTruncated", page.is_truncated)
     if url:
         doc.leaf("EncodingType", "url")
     for u in page.uploads:
-        doc.open("Upload").leaf("Key", _enc(u.key, url)).leaf("UploadId", u.upload_id)
+        doc.open("Upload").leaf("Key", url_value(u.key, url)).leaf("UploadId", u.upload_id)
         _owner(doc, "Initiator", u.owner)
         _owner(doc, "Owner", u.owner)
         doc.leaf("StorageClass", u.storage_class).leaf("Initiated", iso8601(u.initiated))
         _upload_checksum(doc, u)
         doc.close("Upload")
     for p in page.common_prefixes:
-        doc.open("CommonPrefixes").leaf("Prefix", _enc(p, url)).close("CommonPrefixes")
+        doc.open("CommonPrefixes").leaf("Prefix", url_value(p, url)).close("CommonPrefixes")
     doc.close("ListMultipartUploadsResult")
     return ctx.xml(doc)
