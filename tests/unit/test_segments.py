@@ -63,7 +63,7 @@ def test_round_trip(size: int) -> None:
     blob = encrypt(data)
     assert len(blob) == encrypted_size(size, SEG)
     assert decrypt_all(blob, size) == data
-    if size:
+    if size >= 16:  # a few random bytes can turn up in any ciphertext by chance
         assert data not in blob
 
 

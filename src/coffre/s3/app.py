@@ -168,9 +168,11 @@ class S3App:
                         ctx: Ctx | None, extra: Mapping[str, object] | None = None) -> web.StreamResponse:
         headers: CIMultiDict[str] = CIMultiDict()
         if ctx is not None:
-            headers.extend(ctx.response_headers)
-            # A handler may have set an object's Content-Type before failing; the error is XML.
-            headers.popall("Content-Type", None)
+            # A handler may have set an object's headers (Content-Type, checksums, metadata)
+            # before failing: an error carries only the headers meant for errors too.
+            for name in _ERROR_HEADERS:
+                if name in ctx.response_headers:
+                    headers[name] = ctx.response_headers[name]
         if request.method == "HEAD":
             # HEAD errors carry no body; clients read the status alone.
             return web.Response(status=status, headers=headers)
@@ -196,6 +198,9 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return value
 
+
+# Response headers a handler sets that S3 also returns on an error.
+_ERROR_HEADERS = ("x-amz-bucket-region", "x-amz-version-id", "x-amz-delete-marker", "Content-Range")
 
 _EXTRA_TAGS = {
     "condition": "Condition", "max": "MaxSizeAllowed", "size": "ProposedSize", "access_key_id": "AWSAccessKeyId",
