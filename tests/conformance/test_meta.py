@@ -158,6 +158,25 @@ async def test_delete_bucket_takes_uploads_along(meta: MetadataStore) -> None:
 
 # -- objects --
 
+async def test_bucket_configs(meta: MetadataStore) -> None:
+    b = await new_bucket(meta, "cfg")
+    assert await meta.get_bucket_config(b, "tagging") is None
+    await meta.put_bucket_config(b, "tagging", '{"a": "1"}')
+    await meta.put_bucket_config(b, "cors", "[]")
+    assert await meta.get_bucket_config(b, "tagging") == '{"a": "1"}'
+    await meta.put_bucket_config(b, "tagging", '{"b": "2"}')  # replaced
+    assert await meta.get_bucket_config(b, "tagging") == '{"b": "2"}'
+    await meta.put_bucket_config(b, "tagging", None)  # removed
+    assert await meta.get_bucket_config(b, "tagging") is None
+    assert await meta.get_bucket_config(b, "cors") == "[]"
+    with pytest.raises(NotFound):
+        await meta.put_bucket_config("no-such-bucket", "cors", "[]")
+    # Configuration goes with its bucket: a new bucket of the same name starts bare.
+    await meta.delete_bucket(b)
+    await new_bucket(meta, "cfg")
+    assert await meta.get_bucket_config(b, "cors") is None
+
+
 async def test_object_put_get(meta: MetadataStore) -> None:
     b = await new_bucket(meta)
     o = obj(b, "dir/ключ 😀", content_type="text/plain", headers={"Cache-Control": "no-cache"},

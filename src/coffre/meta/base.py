@@ -72,7 +72,19 @@ class MetadataStore(ABC):
         """Raise NotFound, or NotEmpty when any object version remains.
 
         In-progress multipart uploads do not block the deletion (as on S3): they are deleted
-        with the bucket and their part blobs queued for garbage collection."""
+        with the bucket and their part blobs queued for garbage collection, and so are the
+        bucket's configuration documents."""
+
+    @abstractmethod
+    async def put_bucket_config(self, bucket: str, name: str, document: str | None) -> None:
+        """Store (or, with None, remove) one configuration document of a bucket.
+
+        ``name`` says which ("tagging", "cors", "lifecycle", "policy", ...); the document is
+        opaque text (the domain layer chooses its format, typically JSON). Raises NotFound
+        when the bucket does not exist."""
+
+    @abstractmethod
+    async def get_bucket_config(self, bucket: str, name: str) -> str | None: ...
 
     # -- objects --
     @abstractmethod

@@ -137,6 +137,12 @@ CREATE TABLE IF NOT EXISTS parts(
     PRIMARY KEY(upload_id, part_number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_blob ON parts(blob_id);
+CREATE TABLE IF NOT EXISTS bucket_configs(
+    bucket TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY(bucket, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS garbage(
     blob_id TEXT PRIMARY KEY,
     queued_at REAL NOT NULL
@@ -365,9 +371,26 @@ class SQLiteMetadataStore(MetadataStore):
                 self._release(c, [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (uid,))])
                 c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
             c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
+            c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
             c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
         await self._write(tx)
+
+    async def put_bucket_config(self, bucket: str, name: str, document: str | None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM buckets WHERE name=?", (bucket,)).fetchone() is None:
+                raise NotFound()
+            if document is None:
+                c.execute("DELETE FROM bucket_configs WHERE bucket=? AND name=?", (bucket, name))
+            else:
+                c.execute("INSERT OR REPLACE INTO bucket_configs VALUES(?,?,?)", (bucket, name, document))
+
+        await self._write(tx)
+
+    async def get_bucket_config(self, bucket: str, name: str) -> str | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT document FROM bucket_configs WHERE bucket=? AND name=?", (bucket, name)).fetchone())
+        return None if row is None else str(row[0])
 
     # -- objects --
     @staticmethod
