@@ -542,3 +542,82 @@ async def test_garbage_queue(meta: MetadataStore) -> None:
     assert await meta.garbage_batch() == []
     assert await meta.blob_referenced(blobs + ["f" * 32]) == {blobs[4]}
     assert await meta.blob_referenced([]) == set()
+
+
+# -- object tags --
+
+async def test_object_tags_round_trip(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    tags = {"project": "coffre", "empty": "", "ünï": "文字 + = . _ : / @"}
+    await meta.put_object(obj(b, "tagged", tags=tags))
+    await meta.put_object(obj(b, "plain"))
+    got = await meta.get_object(b, "tagged")
+    assert got is not None and got.tags == tags
+    plain = await meta.get_object(b, "plain")
+    assert plain is not None and plain.tags == {}
+    page = await meta.list_objects(b)
+    assert {o.key: o.tags for o in page.objects} == {"plain": {}, "tagged": tags}
+
+
+async def test_set_object_tags_changes_only_the_tags(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    await meta.put_object(obj(b, "k", tags={"a": "1"}, user_meta={"m": "v"}, content_type="text/plain"))
+    before = await meta.get_object(b, "k")
+    assert before is not None
+    assert await meta.set_object_tags(b, "k", None, {"b": "2", "c": ""}) == "null"
+    after = await meta.get_object(b, "k")
+    assert after is not None and after.tags == {"b": "2", "c": ""}
+    assert replace(after, tags=before.tags) == before  # nothing else moved (etag, dates, blob, metadata)
+    assert await meta.set_object_tags(b, "k", "null", {}) == "null"
+    cleared = await meta.get_object(b, "k")
+    assert cleared is not None and cleared.tags == {}
+    assert await garbage(meta) == set()  # re-tagging releases no blob
+
+
+async def test_set_object_tags_on_a_given_version(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    await meta.put_object(obj(b, "k", "v1", tags={"old": "1"}))
+    await meta.put_object(obj(b, "k", "v2"))
+    assert await meta.set_object_tags(b, "k", "v1", {"old": "2"}) == "v1"
+    v1 = await meta.get_object(b, "k", "v1")
+    v2 = await meta.get_object(b, "k")
+    assert v1 is not None and v1.tags == {"old": "2"} and not v1.is_latest
+    assert v2 is not None and v2.version_id == "v2" and v2.tags == {}
+    assert await meta.set_object_tags(b, "k", None, {"new": "x"}) == "v2"
+    v2 = await meta.get_object(b, "k", "v2")
+    assert v2 is not None and v2.tags == {"new": "x"}
+
+
+async def test_set_object_tags_not_found(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    with pytest.raises(NotFound):
+        await meta.set_object_tags(b, "missing", None, {"a": "1"})
+    await meta.put_object(obj(b, "k"))
+    with pytest.raises(NotFound):
+        await meta.set_object_tags(b, "k", "no-such-version", {"a": "1"})
+    with pytest.raises(NotFound):
+        await meta.set_object_tags("other-bucket", "k", None, {"a": "1"})
+    await meta.put_object(obj(b, "k", "dm", delete_marker=True))
+    with pytest.raises(NotFound):  # a delete marker has no tags
+        await meta.set_object_tags(b, "k", None, {"a": "1"})
+
+
+async def test_upload_tags_land_on_the_completed_object(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    u = replace(upload(b, "k", "u1"), tags={"t": "1", "e": ""})
+    await meta.create_upload(u)
+    assert await meta.get_upload(b, "u1") == u
+    listed = await meta.list_uploads(b)
+    assert listed.uploads[0].tags == {"t": "1", "e": ""}
+    assert (await meta.get_upload(b, "u1") or u).tags == {"t": "1", "e": ""}
+    plain = upload(b, "k2", "u2")
+    await meta.create_upload(plain)
+    assert (await meta.get_upload(b, "u2") or u).tags == {}
+    await meta.put_part(part("u1", 1))
+    parts = await meta.list_parts("u1")
+    pieces = [ObjectPartRecord(part_number=p.part_number, size=p.size, etag=p.etag, blob_id=p.blob_id, dek=p.dek)
+              for p in parts]
+    final = replace(obj(b, "k", etag='"x-1"', size=5 << 20, parts_count=1, tags=u.tags), blob_id=None, dek=None)
+    await meta.complete_upload("u1", final, pieces)
+    got = await meta.get_object(b, "k", with_parts=True)
+    assert got is not None and got.tags == {"t": "1", "e": ""}

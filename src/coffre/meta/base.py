@@ -103,6 +103,13 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
+    async def set_object_tags(self, bucket: str, key: str, version_id: str | None, tags: dict[str, str]) -> str:
+        """Replace the tags of one stored version (the latest with version_id None), nothing else.
+
+        Returns the version id tagged. Raises NotFound when no such version exists or it is
+        a delete marker (which has no tags)."""
+
+    @abstractmethod
     async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
         """Remove one version; returns the blob ids released (queued for GC as above)."""
 

@@ -82,6 +82,7 @@ class ObjectRecord:
     is_latest: bool = True
     is_delete_marker: bool = False
     storage_class: str = "STANDARD"
+    tags: dict[str, str] = field(default_factory=dict)  # object tags (at most 10), key -> value
 
     @property
     def blob_ids(self) -> list[str]:
@@ -104,6 +105,7 @@ class UploadRecord:
     checksum_algorithm: str | None = None
     checksum_type: str | None = None
     storage_class: str = "STANDARD"
+    tags: dict[str, str] = field(default_factory=dict)  # given at creation, land on the completed object
 
 
 @dataclass(frozen=True, slots=True)

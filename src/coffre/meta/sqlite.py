@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS objects(
     blob_id TEXT,
     dek BLOB,
     parts_count INTEGER NOT NULL DEFAULT 0,
-    storage_class TEXT NOT NULL
+    storage_class TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects(bucket, key, version_id);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_latest ON objects(bucket, key) WHERE is_latest = 1;
@@ -122,7 +123,8 @@ CREATE TABLE IF NOT EXISTS uploads(
     user_meta TEXT NOT NULL,
     checksum_algorithm TEXT,
     checksum_type TEXT,
-    storage_class TEXT NOT NULL
+    storage_class TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS uploads_bucket_key ON uploads(bucket, key, initiated, upload_id);
 CREATE TABLE IF NOT EXISTS parts(
@@ -152,11 +154,11 @@ CREATE TABLE IF NOT EXISTS garbage(
 _OBJ_COLS = (
     "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
     "owner, content_type, headers, user_meta, checksum_algorithm, checksum_value, checksum_type, "
-    "blob_id, dek, parts_count, storage_class"
+    "blob_id, dek, parts_count, storage_class, tags"
 )
 _UPLOAD_COLS = (
     "upload_id, bucket, key, tenant_id, owner, initiated, content_type, headers, user_meta, "
-    "checksum_algorithm, checksum_type, storage_class"
+    "checksum_algorithm, checksum_type, storage_class, tags"
 )
 _PART_COLS = "upload_id, part_number, size, etag, blob_id, dek, last_modified, checksum"
 
@@ -188,7 +190,7 @@ def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...]
         tenant_id=row[9], owner=row[10], content_type=row[11], headers=json.loads(row[12]),
         user_meta=json.loads(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
         checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
-        storage_class=row[20], parts=parts,
+        storage_class=row[20], tags=json.loads(row[21]), parts=parts,
     )
 
 
@@ -196,7 +198,7 @@ def _upload(row: tuple[Any, ...]) -> UploadRecord:
     return UploadRecord(
         upload_id=row[0], bucket=row[1], key=_ks(row[2]), tenant_id=row[3], owner=row[4],
         initiated=row[5], content_type=row[6], headers=json.loads(row[7]), user_meta=json.loads(row[8]),
-        checksum_algorithm=row[9], checksum_type=row[10], storage_class=row[11],
+        checksum_algorithm=row[9], checksum_type=row[10], storage_class=row[11], tags=json.loads(row[12]),
     )
 
 
@@ -454,11 +456,12 @@ class SQLiteMetadataStore(MetadataStore):
             released += cls._drop_row(c, same[0], same[1])
         c.execute("UPDATE objects SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (obj.bucket, key))
         cur = c.execute(
-            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (obj.bucket, key, obj.version_id, int(obj.is_delete_marker), obj.size, obj.etag,
              obj.last_modified, obj.tenant_id, obj.owner, obj.content_type, json.dumps(obj.headers),
              json.dumps(obj.user_meta), obj.checksum_algorithm, obj.checksum_value, obj.checksum_type,
-             obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class))
+             obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class,
+             json.dumps(obj.tags)))
         if parts:
             oid = cur.lastrowid
             c.executemany("INSERT INTO object_parts VALUES(?,?,?,?,?,?,?)",
@@ -469,6 +472,21 @@ class SQLiteMetadataStore(MetadataStore):
         def tx(c: sqlite3.Connection) -> list[str]:
             self._check(c, obj.bucket, _kb(obj.key), condition)
             return self._release(c, self._insert_object(c, obj, ()))
+
+        return await self._write(tx)
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str | None, tags: dict[str, str]) -> str:
+        def tx(c: sqlite3.Connection) -> str:
+            if version_id is None:
+                row = c.execute("SELECT id, version_id, is_delete_marker FROM objects "
+                                "WHERE bucket=? AND key=? AND is_latest=1", (bucket, _kb(key))).fetchone()
+            else:
+                row = c.execute("SELECT id, version_id, is_delete_marker FROM objects "
+                                "WHERE bucket=? AND key=? AND version_id=?", (bucket, _kb(key), version_id)).fetchone()
+            if row is None or row[2]:
+                raise NotFound()
+            c.execute("UPDATE objects SET tags=? WHERE id=?", (json.dumps(tags), row[0]))
+            return str(row[1])
 
         return await self._write(tx)
 
@@ -562,10 +580,10 @@ class SQLiteMetadataStore(MetadataStore):
     # -- multipart --
     async def create_upload(self, upload: UploadRecord) -> None:
         await self._write(lambda c: c.execute(
-            f"INSERT INTO uploads({_UPLOAD_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads({_UPLOAD_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (upload.upload_id, upload.bucket, _kb(upload.key), upload.tenant_id, upload.owner, upload.initiated,
              upload.content_type, json.dumps(upload.headers), json.dumps(upload.user_meta),
-             upload.checksum_algorithm, upload.checksum_type, upload.storage_class)))
+             upload.checksum_algorithm, upload.checksum_type, upload.storage_class, json.dumps(upload.tags))))
 
     async def get_upload(self, bucket: str, upload_id: str) -> UploadRecord | None:
         row = await self._read(lambda c: c.execute(
