@@ -140,7 +140,26 @@ class InvalidPartOrder(CoffreError):
     message = "The list of parts was not in ascending order. Parts must be ordered by part number."
 
 
+# Tagging
+class InvalidTag(CoffreError):
+    message = "The TagKey you have provided is invalid"
+
+
+class TooManyTags(CoffreError):
+    """More tags than a resource may carry (S3 answers a plain BadRequest)."""
+
+    message = "Object tags cannot be greater than 10"
+
+
+class NoSuchTagSet(CoffreError):
+    message = "The TagSet does not exist"
+
+
 # Requests
+class MissingRequestBodyError(CoffreError):
+    message = "Request Body is empty"
+
+
 class InvalidArgument(CoffreError):
     message = "Invalid Argument"
 
