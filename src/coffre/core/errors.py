@@ -205,6 +205,35 @@ class MissingContentLength(CoffreError):
     message = "You must provide the Content-Length HTTP header."
 
 
+# CORS and browser (POST) uploads
+class NoSuchCORSConfiguration(CoffreError):
+    message = "The CORS configuration does not exist"
+
+
+class CORSForbidden(CoffreError):
+    """A CORS preflight that no rule allows (S3 answers 403 AccessForbidden)."""
+
+    message = "CORSResponse: This CORS request is not allowed."
+
+
+class CORSBadRequest(CoffreError):
+    """A CORS preflight missing what it must carry (S3 answers a plain 400 BadRequest)."""
+
+    message = "Insufficient information. Origin request header needed."
+
+
+class InvalidPolicyDocument(CoffreError):
+    message = "The content of the form does not meet the conditions specified in the policy document."
+
+
+class MalformedPOSTRequest(CoffreError):
+    message = "The body of your POST request is not well-formed multipart/form-data."
+
+
+class MaxPostPreDataLengthExceeded(CoffreError):
+    message = "Your POST request fields preceeding the upload file was too large."
+
+
 # Authentication and authorisation
 class AccessDenied(CoffreError):
     message = "Access Denied"
