@@ -196,7 +196,7 @@ class MultipartService:
             upload_id=new_upload_id(), bucket=bucket.name, key=key, tenant_id=bucket.tenant_id,
             owner=principal.canonical_id, initiated=time.time(),
             content_type=wm.content_type or DEFAULT_CONTENT_TYPE, headers=wm.headers, user_meta=wm.user_meta,
-            checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class)
+            checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags))
         await self.meta.create_upload(upload)
         return upload
 
@@ -317,7 +317,7 @@ class MultipartService:
             owner=upload.owner, content_type=upload.content_type, headers=upload.headers,
             user_meta=upload.user_meta, checksum_algorithm=algo if value else None, checksum_value=value,
             checksum_type=ctype if value else None, blob_id=None, dek=None, parts_count=len(chosen),
-            storage_class=upload.storage_class,
+            storage_class=upload.storage_class, tags=dict(upload.tags),
             parts=tuple(ObjectPartRecord(part_number=p.part_number, size=p.size, etag=p.etag, blob_id=p.blob_id,
                                          dek=p.dek, checksum=p.checksum) for p in chosen))
         try:

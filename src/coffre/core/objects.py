@@ -36,6 +36,7 @@ from coffre.core.errors import (
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
+from coffre.core.tagging import MAX_OBJECT_TAGS, check_tags, copy_tags
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import ConditionFailed
 from coffre.meta.records import NULL_VERSION, BucketRecord, ObjectRecord, WriteCondition
@@ -54,6 +55,7 @@ class WriteMeta:
     headers: dict[str, str] = field(default_factory=dict)
     user_meta: dict[str, str] = field(default_factory=dict)
     storage_class: str = "STANDARD"
+    tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging, checked by check_write_meta
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class CopyRequest:
     other_changes: bool = False
     if_match: str | None = None
     if_none_match: str | None = None
+    tagging_directive: str = "COPY"  # COPY: the source's tags; REPLACE: ``wm.tags``
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class ObjectService:
     def check_write_meta(self, wm: WriteMeta) -> None:
         if metadata_size(wm.user_meta) > self.settings.max_user_metadata:
             raise MetadataTooLarge(size=metadata_size(wm.user_meta), max=self.settings.max_user_metadata)
+        check_tags(wm.tags.items(), MAX_OBJECT_TAGS)
 
     @staticmethod
     def new_checksum(integrity: Integrity, default: str | None = checksums.DEFAULT_ALGORITHM) -> Checksum | None:
@@ -243,7 +247,7 @@ class ObjectService:
             owner=principal.canonical_id, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
             headers=wm.headers, user_meta=wm.user_meta, checksum_algorithm=stored.checksum.algorithm,
             checksum_value=stored.checksum.b64(), checksum_type="FULL_OBJECT", blob_id=stored.blob_id,
-            dek=stored.dek, storage_class=wm.storage_class)
+            dek=stored.dek, storage_class=wm.storage_class, tags=dict(wm.tags))
         await self.commit(obj, condition, [stored.blob_id])
         return obj
 
@@ -339,7 +343,8 @@ class ObjectService:
             headers, user_meta = dict(req.wm.headers), dict(req.wm.user_meta)
         else:
             content_type, headers, user_meta = src.content_type, dict(src.headers), dict(src.user_meta)
-        self.check_write_meta(WriteMeta(content_type, headers, user_meta))
+        tags = copy_tags(req.tagging_directive, src.tags, req.wm.tags)
+        self.check_write_meta(WriteMeta(content_type, headers, user_meta, tags=tags))
         condition = await self.precheck_write(bucket.name, dst_key, req.if_match, req.if_none_match)
         stored = await self.store(principal, StreamBody(self.open(src)), content_length=src.size,
                                   integrity=Integrity(checksum_algorithm=algo))
@@ -350,7 +355,7 @@ class ObjectService:
             owner=principal.canonical_id, content_type=content_type, headers=headers, user_meta=user_meta,
             checksum_algorithm=stored.checksum.algorithm, checksum_value=stored.checksum.b64(),
             checksum_type="FULL_OBJECT", blob_id=stored.blob_id, dek=stored.dek,
-            storage_class=req.wm.storage_class if req.storage_class_given else "STANDARD")
+            storage_class=req.wm.storage_class if req.storage_class_given else "STANDARD", tags=tags)
         await self.commit(obj, condition, [stored.blob_id])
         return obj, src
 

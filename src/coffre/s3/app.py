@@ -33,6 +33,7 @@ from coffre.settings import Settings
 
 # Importing the handler modules registers their operations.
 from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
+from coffre.s3.handlers import tagging  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")
 
@@ -211,6 +212,7 @@ _EXTRA_TAGS = {
     "part_number": "PartNumber", "version_id": "VersionId", "method": "Method", "name": "ArgumentName",
     "location": "LocationConstraint", "range": "RangeRequested", "expected": "ExpectedSize",
     "received": "ReceivedSize", "actual_size": "ActualObjectSize", "value": "ArgumentValue",
+    "tag_key": "TagKey", "tag_value": "TagValue",
 }
 
 

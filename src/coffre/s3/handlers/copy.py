@@ -25,7 +25,8 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
         # Naming an encryption or a redirect is a change AWS accepts for a copy onto itself
         # (the usual way to rewrite an object in place).
         other_changes="x-amz-server-side-encryption" in h or "x-amz-website-redirect-location" in h,
-        if_match=h.get("if-match"), if_none_match=h.get("if-none-match"))
+        if_match=h.get("if-match"), if_none_match=h.get("if-none-match"),
+        tagging_directive=h.get("x-amz-tagging-directive", "COPY"))
     obj, source = await ctx.coffre.objects.copy_object(
         ctx.p, src.bucket, src.key, src.version_id, src.conditions, ctx.b, ctx.k, req)
     rh = ctx.response_headers

@@ -12,6 +12,7 @@ from coffre.core.conditions import ReadConditions
 from coffre.core.errors import InvalidArgument, InvalidPartNumber, InvalidRange, InvalidRequest, NotModified
 from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
+from coffre.core.tagging import parse_header
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
 
@@ -60,7 +61,10 @@ def write_meta(ctx: Ctx) -> WriteMeta:
             del headers["Content-Encoding"]
     user = {k[len("x-amz-meta-"):]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
     storage = h.get("x-amz-storage-class", "STANDARD")
-    return WriteMeta(content_type=h.get("content-type"), headers=headers, user_meta=user, storage_class=storage)
+    tagging = h.get("x-amz-tagging")
+    tags = dict(parse_header(tagging)) if tagging is not None else {}
+    return WriteMeta(content_type=h.get("content-type"), headers=headers, user_meta=user, storage_class=storage,
+                     tags=tags)
 
 
 def integrity(ctx: Ctx) -> Integrity:
@@ -106,6 +110,8 @@ def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> No
         rh["x-amz-version-id"] = obj.version_id
     if obj.storage_class != "STANDARD":
         rh["x-amz-storage-class"] = obj.storage_class
+    if obj.tags:
+        rh["x-amz-tagging-count"] = str(len(obj.tags))
     if checksum and obj.checksum_algorithm and obj.checksum_value:
         rh[checksums.header_name(obj.checksum_algorithm)] = obj.checksum_value
         if obj.checksum_type:
