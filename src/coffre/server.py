@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from coffre.audit.trail import AuditTrail
 from coffre.blob.local import LocalBlobStore
 from coffre.core.coffre import Bootstrap, Coffre
 from coffre.crypto.keys import FileKeyProvider
@@ -50,7 +51,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     coffre.start_gc()
     # aiohttp's access log would write request lines, presigned signatures included; the audit
     # trail (its own issue) is the record of requests.
-    server = make_server(S3App(coffre, settings), access_log=None, keepalive_timeout=settings.keepalive_timeout)
+    audit = AuditTrail(settings)
+    # Started before the listener: the first request is already recorded (or refused, when
+    # the log cannot be written and audit_required is on).
+    await audit.start()
+    server = make_server(S3App(coffre, settings, audit), access_log=None, keepalive_timeout=settings.keepalive_timeout)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
@@ -70,6 +75,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         log.info("shutting down")
         await runner.cleanup()
+        await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
 
 

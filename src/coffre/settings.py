@@ -55,6 +55,19 @@ class Settings:
     keepalive_timeout: float = 75.0
     # Log level: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
+    # Audit trail (docs/audit.md): refuse writes (503) when it cannot be written, or drop records.
+    audit_required: bool = True
+    # Records waiting to be written; when full, the log counts as unavailable.
+    audit_queue_size: int = 10000
+    # A signed checkpoint every this many records, or this many seconds.
+    audit_checkpoint_records: int = 1000
+    audit_checkpoint_seconds: float = 60.0
+    # A new segment file each UTC day or at this size.
+    audit_segment_max_bytes: int = 64 * MiB
+    # Whole segments older than this are deleted (a signed retention record says so).
+    audit_retention_days: int = 190
+    # Also append request records as JSON lines to this file (for a SIEM); unset: no export.
+    audit_export_file: str | None = None
 
     @property
     def host(self) -> str:
@@ -75,6 +88,10 @@ class Settings:
     @property
     def root_key_path(self) -> str:
         return os.path.join(self.data_dir, "root.key")
+
+    @property
+    def audit_dir(self) -> str:
+        return os.path.join(self.data_dir, "audit")
 
 
 _ENV_PREFIX = "COFFRE_"

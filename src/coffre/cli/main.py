@@ -7,6 +7,7 @@ import logging
 import sys
 
 from coffre import __version__
+from coffre.cli import audit
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="state directory (env COFFRE_DATA_DIR, default ./coffre-data)")
     p.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
     p.set_defaults(func=_serve)
+    audit.add_parser(sub)
     return parser
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from coffre.audit.event import s3_event
+from coffre.audit.trail import AuditTrail
 from coffre.core.coffre import Coffre
 from coffre.core.errors import (
     AccessDenied,
@@ -23,6 +25,7 @@ from coffre.core.errors import (
     MethodNotAllowed,
     NotImplementedOperation,
     RequestHeaderSectionTooLarge,
+    ServiceUnavailable,
     SignatureDoesNotMatch,
 )
 from coffre.s3 import routing, sigv4
@@ -39,6 +42,7 @@ log = logging.getLogger("coffre.s3")
 
 # Operations that carry a payload worth a 100 Continue only once authenticated.
 _NO_AUTH_OPS = frozenset({"PostObject"})
+_WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 
 
 def parse_query(raw: str) -> list[tuple[str, str]]:
@@ -59,18 +63,24 @@ def request_id() -> str:
 
 
 class S3App:
-    def __init__(self, coffre: Coffre, settings: Settings) -> None:
+    def __init__(self, coffre: Coffre, settings: Settings, audit: AuditTrail | None = None) -> None:
         self.coffre = coffre
         self.settings = settings
+        self.audit = audit
         self.host_id = secrets.token_urlsafe(24)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         rid = request_id()
+        started = time.time()
+        code: str | None = None  # the S3 error code, for the audit record
         ctx: Ctx | None = None
         method = request.method
         expect = request.headers.get("Expect", "").lower() == "100-continue"
         try:
             ctx = self._context(request, rid)
+            if self.audit is not None and method in _WRITE_METHODS and not self.audit.accepting_writes():
+                # Never act unrecorded (audit_required): reads go on, writes wait for the log.
+                raise ServiceUnavailable("audit log unavailable: refusing writes")
             await self._authenticate(ctx)
             handler = HANDLERS.get(ctx.operation)
             if handler is None:
@@ -82,8 +92,10 @@ class S3App:
             ctx.expect_continue = expect and request.version >= (1, 1)
             response = await handler(ctx)
         except CoffreError as exc:
+            code = status_and_code(exc)[1]
             response = self._error(request, ctx, exc, rid)
         except Exception:
+            code = "InternalError"
             log.exception("internal error", extra={"request_id": rid})
             response = self._error_response(request, 500, "InternalError",
                                             "We encountered an internal error. Please try again.", rid, ctx)
@@ -94,6 +106,8 @@ class S3App:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = self.host_id
         response.headers.setdefault("Server", "coffre")
+        if self.audit is not None:  # after the commit; refused requests included
+            self.audit.record(s3_event(request, response, ctx, rid, started, code))
         return response
 
     def _context(self, request: web.BaseRequest, rid: str) -> Ctx:

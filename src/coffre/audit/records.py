@@ -1,0 +1,147 @@
+"""The record format: canonical JSON lines, each committing to the one before it.
+
+A record is a JSON object written on one line in canonical form (keys sorted, no spaces,
+UTF-8). ``hash`` is the hex SHA-256 of the canonical form of the record without ``hash``;
+``prev`` is the ``hash`` of the record before it, so changing, removing or reordering any
+record breaks the chain from that point. Checkpoint and retention records also carry
+``sig``, an Ed25519 signature over the canonical form without ``hash`` and ``sig``; as that
+form contains ``prev``, one signature vouches for the whole chain up to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+Record = dict[str, Any]
+
+GENESIS = "0" * 64  # the ``prev`` of the very first record of a deployment
+SEGMENT_PREFIX = "audit-"
+SEGMENT_SUFFIX = ".jsonl"
+KEY_FILE = "signing.key"
+PUB_FILE = "signing.pub"
+
+# Record types.
+SEGMENT = "segment"  # first line of every segment file
+REQUEST = "request"
+CHECKPOINT = "checkpoint"
+RETENTION = "retention"
+LOST = "lost"  # records that could not be written (counted, so the gap itself is on record)
+SIGNED = frozenset({CHECKPOINT, RETENTION})
+
+
+def canonical(record: Record) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def digest(record: Record) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def signed_bytes(record: Record) -> bytes:
+    return canonical({k: v for k, v in record.items() if k not in ("hash", "sig")})
+
+
+def utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def segment_name(ts: float, index: int) -> str:
+    return f"{SEGMENT_PREFIX}{datetime.fromtimestamp(ts, UTC):%Y%m%d}-{index:04d}{SEGMENT_SUFFIX}"
+
+
+def segment_index(name: str) -> int | None:
+    """The index of a segment file name, None for any other file."""
+    if not (name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX)):
+        return None
+    parts = name[len(SEGMENT_PREFIX):-len(SEGMENT_SUFFIX)].split("-")
+    if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[1])
+
+
+def list_segments(directory: str) -> list[str]:
+    """Segment file names in chain order (by index: a clock set back never reorders them)."""
+    found = [(i, n) for n in os.listdir(directory) if (i := segment_index(n)) is not None]
+    return [n for _, n in sorted(found)]
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Signer:
+    """The deployment's audit signing key (Ed25519)."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public = private.public_key()
+        self.key_id = key_id(self.public)
+
+    def sign(self, record: Record) -> str:
+        return self._private.sign(signed_bytes(record)).hex()
+
+    @classmethod
+    def load_or_create(cls, directory: str) -> Signer:
+        """Read ``signing.key``, creating it (mode 0600) and ``signing.pub`` on first start."""
+        path = os.path.join(directory, KEY_FILE)
+        try:
+            with open(path, "rb") as fh:
+                key = serialization.load_pem_private_key(fh.read(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{path} is not an Ed25519 private key")
+        except FileNotFoundError:
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            # O_EXCL: two processes starting at once never overwrite each other's key.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+        signer = cls(key)
+        pub_path = os.path.join(directory, PUB_FILE)
+        # The public half is always re-exported, so auditors can be handed a current copy.
+        pub = signer.public.public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+        try:
+            with open(pub_path, "rb") as fh:
+                current = fh.read()
+        except FileNotFoundError:
+            current = b""
+        if current != pub:
+            tmp = pub_path + ".tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(pub)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, pub_path)
+        return signer
+
+
+def load_public_key(path: str) -> Ed25519PublicKey:
+    with open(path, "rb") as fh:
+        key = serialization.load_pem_public_key(fh.read())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def signature_ok(public: Ed25519PublicKey, record: Record) -> bool:
+    sig = record.get("sig")
+    if not isinstance(sig, str):
+        return False
+    try:
+        public.verify(bytes.fromhex(sig), signed_bytes(record))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
