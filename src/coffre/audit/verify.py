@@ -122,7 +122,7 @@ def verify(directory: str, public: Ed25519PublicKey, *, live: bool = False) -> R
                 if kind == r.CHECKPOINT:
                     rep.checkpoints += 1
                     rep.unsealed = 0
-                else:
+                elif kind != r.SEGMENT:
                     rep.unsealed += 1
                 prev, prev_at = rec, (name, lineno)
             except _Bad as bad:
