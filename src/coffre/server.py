@@ -17,6 +17,7 @@ from coffre.crypto.keys import FileKeyProvider
 from coffre.meta.sqlite import SQLiteMetadataStore
 from coffre.s3.app import S3App, make_server
 from coffre.settings import Settings
+from coffre.tlsconfig import optional_server_context
 
 log = logging.getLogger("coffre")
 
@@ -31,9 +32,9 @@ def build(settings: Settings) -> Coffre:
                   FileKeyProvider(settings.root_key_path))
 
 
-def announce(settings: Settings, boot: Bootstrap) -> None:
+def announce(settings: Settings, boot: Bootstrap, scheme: str = "http") -> None:
     out = sys.stdout
-    out.write(f"coffre listening on http://{settings.address} (data in {os.path.abspath(settings.data_dir)})\n")
+    out.write(f"coffre listening on {scheme}://{settings.address} (data in {os.path.abspath(settings.data_dir)})\n")
     if boot.secret_key is not None:
         # Printed once, at creation: the secret is stored only encrypted and never shown again.
         out.write("Root credentials were generated (shown once, keep them safe):\n")
@@ -45,6 +46,8 @@ def announce(settings: Settings, boot: Bootstrap) -> None:
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    # Before anything is created: a bad certificate or key stops the start with nothing changed.
+    tls = optional_server_context(settings.tls_cert, settings.tls_key)
     coffre = build(settings)
     await coffre.open()
     boot = await coffre.bootstrap()
@@ -58,9 +61,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     server = make_server(S3App(coffre, settings, audit), access_log=None, keepalive_timeout=settings.keepalive_timeout)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024, ssl_context=tls)
     await site.start()
-    announce(settings, boot)
+    announce(settings, boot, "https" if tls is not None else "http")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -53,6 +53,10 @@ class Settings:
     body_idle_timeout: float = 20.0
     # Seconds an idle keep-alive connection stays open.
     keepalive_timeout: float = 75.0
+    # HTTPS for the S3 listener: PEM certificate chain and its private key (mode 0600). Both or
+    # neither; when set, the listener speaks TLS only (policy in coffre/tlsconfig.py).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # Log level: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
     # Audit trail (docs/audit.md): refuse writes (503) when it cannot be written, or drop records.

@@ -61,7 +61,7 @@ def test_cli_flags_are_documented():
     text = DOC.read_text()
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     flags = [opt for a in serve._actions for opt in a.option_strings if opt.startswith("--") and opt != "--help"]
-    assert sorted(flags) == ["--address", "--config", "--data-dir"]
+    assert sorted(flags) == ["--address", "--config", "--data-dir", "--tls-cert", "--tls-key"]
     for flag in flags:
         assert f"`{flag}" in text, f"{flag} is not documented in docs/configuration.md"
 

@@ -7,14 +7,15 @@ import logging
 import sys
 
 from coffre import __version__
-from coffre.cli import audit
+from coffre.cli import audit, devcert
 
 
 def _serve(args: argparse.Namespace) -> int:
     from coffre.server import run
     from coffre.settings import load_settings
 
-    settings = load_settings(args.config, address=args.address, data_dir=args.data_dir)
+    settings = load_settings(args.config, address=args.address, data_dir=args.data_dir,
+                             tls_cert=args.tls_cert, tls_key=args.tls_key)
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run(settings)
@@ -29,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="HOST:PORT to listen on (env COFFRE_ADDRESS, default 127.0.0.1:9000)")
     p.add_argument("--data-dir", help="state directory (env COFFRE_DATA_DIR, default ./coffre-data)")
     p.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS only (env COFFRE_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert, mode 0600 (env COFFRE_TLS_KEY)")
     p.set_defaults(func=_serve)
     audit.add_parser(sub)
+    devcert.add_parser(sub)
     return parser
 
 
