@@ -37,11 +37,12 @@ from coffre.settings import Settings
 # Importing the handler modules registers their operations.
 from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
 from coffre.s3.handlers import tagging  # noqa: F401  isort: skip
+from coffre.s3.handlers import cors as cors_handlers, post_object  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")
 
 # Operations that carry a payload worth a 100 Continue only once authenticated.
-_NO_AUTH_OPS = frozenset({"PostObject"})
+_NO_AUTH_OPS = frozenset({"PostObject", "OptionsObject"})  # authenticated by their own rules
 _WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 
 
@@ -99,6 +100,8 @@ class S3App:
             log.exception("internal error", extra={"request_id": rid})
             response = self._error_response(request, 500, "InternalError",
                                             "We encountered an internal error. Please try again.", rid, ctx)
+        if ctx is not None and "origin" in ctx.headers:  # a browser's cross-origin request
+            await cors_handlers.add_response_headers(ctx, response)
         if expect and not (ctx is not None and ctx.continued) and not request.content.is_eof():
             # The client is waiting for a 100 that will never come and holds its body back:
             # the connection cannot carry another request (its next bytes may be that body).
@@ -226,6 +229,8 @@ _EXTRA_TAGS = {
     "part_number": "PartNumber", "version_id": "VersionId", "method": "Method", "name": "ArgumentName",
     "location": "LocationConstraint", "range": "RangeRequested", "expected": "ExpectedSize",
     "received": "ReceivedSize", "actual_size": "ActualObjectSize", "value": "ArgumentValue",
+    "min": "MinSizeAllowed", "resource_type": "ResourceType", "max_pre_data": "MaxPostPreDataLengthBytes",
+    "string_to_sign_bytes": "StringToSignBytes",
     "tag_key": "TagKey", "tag_value": "TagValue",
 }
 

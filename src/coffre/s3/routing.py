@@ -105,6 +105,8 @@ def operation(method: str, bucket: str | None, key: str | None, query: Mapping[s
     """The S3 operation a request names; "Unknown" when none does."""
     if bucket is None:
         return "ListBuckets" if method in ("GET", "HEAD") else "Unknown"
+    if method == "OPTIONS":
+        return "OptionsObject"  # a browser's CORS preflight, on the bucket or on a key
     if key is None:
         sub = _BUCKET_SUB.get(method, {})
         for name, op in sub.items():
