@@ -8,8 +8,8 @@ sécurité relatives à TLS" (SDE-NT-35, version 1.2, 2020), referred to below a
   only (no static RSA key exchange, no finite-field DHE in TLS 1.2), AEAD only (AES-GCM and
   ChaCha20-Poly1305, both listed as recommended), hence no CBC and no SHA-1 MAC;
 - key exchange groups (guide §2.2, elliptic curves): X25519, secp256r1, secp384r1;
-- extensions and other settings (guide §2.3, §2.4): no compression (CRIME), no renegotiation,
-  the server's suite order wins.
+- extensions and other settings (guide §2.3 and §2.4): no compression (CRIME), no
+  renegotiation, the server's suite order wins.
 
 TLS 1.3 suites cannot be chosen from Python's ``ssl`` module; OpenSSL's defaults
 (TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256) are exactly the
@@ -100,8 +100,8 @@ def hardened_context() -> ssl.SSLContext:
     # Guide §2.2: TLS 1.2 suites restricted to ECDHE + AEAD (no kRSA, no CBC, no SHA-1 MAC).
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= (
-        ssl.OP_NO_COMPRESSION  # guide §2.4: compression leaks plaintext lengths (CRIME)
-        | ssl.OP_NO_RENEGOTIATION  # guide §2.3: renegotiation is not needed and has had flaws
+        ssl.OP_NO_COMPRESSION  # the guide: compression leaks secrets through lengths (CRIME)
+        | ssl.OP_NO_RENEGOTIATION  # the guide: renegotiation is not needed and has had flaws
         | ssl.OP_CIPHER_SERVER_PREFERENCE  # our order above, not the client's
         | ssl.OP_SINGLE_ECDH_USE  # a fresh ephemeral key per handshake
         # Stateless session tickets are encrypted with one key for the life of the process:
