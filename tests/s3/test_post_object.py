@@ -260,3 +260,21 @@ def test_post_with_cors(s3, signer, bucket):
     assert r.status_code == 204
     assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert r.headers["Access-Control-Expose-Headers"] == "ETag"
+
+
+def test_sigv2_policy(s3, bucket):
+    """boto3's default client still signs POST policies with SigV2 (AWSAccessKeyId, signature)."""
+    p = s3.generate_presigned_post(bucket, "v2/${filename}", Conditions=[["content-length-range", 1, 100]])
+    assert "AWSAccessKeyId" in p["fields"] and "x-amz-signature" not in p["fields"]
+    r = post(p, b"signed the old way", filename="v2.txt")
+    assert r.status_code == 204, r.text
+    assert s3.get_object(Bucket=bucket, Key="v2/v2.txt")["Body"].read() == b"signed the old way"
+    bad = dict(p["fields"], signature="AAAA" + p["fields"]["signature"][4:])
+    r = post({"url": p["url"], "fields": bad})
+    assert r.status_code == 403 and err(r)[0] == "SignatureDoesNotMatch"
+    r = post(p, drop=("signature",))
+    assert r.status_code == 400
+    assert err(r) == ("InvalidArgument", "Bucket POST must contain a field named 'Signature'.  If it is "
+                                         "specified, please check the order of the fields.")
+    r = post(p, b"x" * 101, filename="v2.txt")
+    assert r.status_code == 400 and err(r)[0] == "EntityTooLarge"

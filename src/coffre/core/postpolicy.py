@@ -21,6 +21,7 @@ from coffre.core.errors import AccessDenied, EntityTooLarge, EntityTooSmall, Inv
 
 # Fields a policy never has to name.
 EXEMPT_FIELDS = frozenset({"x-amz-signature", "policy", "file"})
+EXEMPT_FIELDS_V2 = frozenset({"awsaccesskeyid", "signature", "policy", "file"})
 IGNORED_PREFIX = "x-ignore-"
 _EXPIRATION = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 
@@ -152,7 +153,8 @@ def _holds(c: Condition, value: str | None) -> bool:
     return value.startswith(c.value)
 
 
-def check(policy: Policy, fields: list[tuple[str, str]], values: dict[str, str], now: float) -> None:
+def check(policy: Policy, fields: list[tuple[str, str]], values: dict[str, str], now: float,
+          exempt: frozenset[str] = EXEMPT_FIELDS) -> None:
     """Refuse the form unless the policy is current, every condition holds, and it names every field.
 
     ``fields`` are the form's (name as sent, value) before the file; ``values`` maps lower-case
@@ -167,7 +169,7 @@ def check(policy: Policy, fields: list[tuple[str, str]], values: dict[str, str],
         if not _holds(c, values.get(c.name)):
             raise AccessDenied(f"Invalid according to Policy: Policy Condition failed: {c.text}")
     extra = [name for name, _ in fields
-             if name.lower() not in EXEMPT_FIELDS and not name.lower().startswith(IGNORED_PREFIX)
+             if name.lower() not in exempt and not name.lower().startswith(IGNORED_PREFIX)
              and name.lower() not in named]
     if extra:
         raise AccessDenied(f"Invalid according to Policy: Extra input fields: {', '.join(extra)}")

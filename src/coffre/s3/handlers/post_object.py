@@ -3,12 +3,14 @@
 The form's fields come first and are read into memory (at most 20 KiB, as S3 allows); the
 ``file`` part is streamed into the object without being buffered, however large; fields after
 it are ignored, as S3 ignores them. The request carries no Authorization header: the policy's
-signature, made with the signing key of ``x-amz-credential``'s scope, authenticates it.
+signature, made with the signing key of ``x-amz-credential``'s scope (or, SigV2, with the
+secret of ``AWSAccessKeyId``), authenticates it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import re
@@ -27,7 +29,6 @@ from coffre.core.errors import (
     EntityTooLarge,
     IncompleteBody,
     InvalidArgument,
-    InvalidRequest,
     MalformedPOSTRequest,
     MaxPostPreDataLengthExceeded,
     PreconditionFailed,
@@ -126,8 +127,8 @@ async def _authenticate(ctx: Ctx, form: dict[str, str]) -> None:
     signed = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
     if not any(n in form for n in signed):
         if "awsaccesskeyid" in form or "signature" in form:
-            raise InvalidRequest("POST policies signed with Signature Version 2 are not supported; "
-                                 "sign with AWS4-HMAC-SHA256.")
+            await _authenticate_v2(ctx, form)
+            return
         # Anonymous: would need a bucket open to public writes, which coffre does not offer.
         raise AccessDenied()
     missing = postpolicy.signed_fields_missing(form)
@@ -153,6 +154,24 @@ async def _authenticate(ctx: Ctx, form: dict[str, str]) -> None:
     want = hmac.new(sigv4.signing_key(creds.secret, date, region, service), raw, hashlib.sha256).hexdigest()
     given = form["x-amz-signature"]
     if not hmac.compare_digest(want.encode(), given.strip().lower().encode("utf-8", "surrogateescape")):
+        raise SignatureDoesNotMatch(access_key_id=akid, string_to_sign=policy, signature_provided=given,
+                                    string_to_sign_bytes=" ".join(f"{b:02x}" for b in raw))
+    ctx.principal = creds.principal
+
+
+async def _authenticate_v2(ctx: Ctx, form: dict[str, str]) -> None:
+    """SigV2: base64(HMAC-SHA1(secret, policy)). boto3's generate_presigned_post still signs this
+    way unless its client is configured with signature_version="s3v4"."""
+    for name, canon in (("awsaccesskeyid", "AWSAccessKeyId"), ("signature", "Signature"), ("policy", "Policy")):
+        if name not in form:
+            raise _missing(canon)
+    akid = form["awsaccesskeyid"]
+    creds = await ctx.coffre.credentials(akid)
+    policy = form["policy"]
+    raw = policy.encode("utf-8", "surrogateescape")
+    want = base64.b64encode(hmac.new(creds.secret.encode(), raw, hashlib.sha1).digest())
+    given = form["signature"]
+    if not hmac.compare_digest(want, given.strip().encode("utf-8", "surrogateescape")):
         raise SignatureDoesNotMatch(access_key_id=akid, string_to_sign=policy, signature_provided=given,
                                     string_to_sign_bytes=" ".join(f"{b:02x}" for b in raw))
     ctx.principal = creds.principal
@@ -215,7 +234,8 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
     values = dict(form)
     values["bucket"] = ctx.b
     values["key"] = key
-    postpolicy.check(policy, fields, values, time.time())
+    exempt = postpolicy.EXEMPT_FIELDS_V2 if "x-amz-signature" not in form else postpolicy.EXEMPT_FIELDS
+    postpolicy.check(policy, fields, values, time.time(), exempt)
     body = _FileBody(ctx, file_part, policy.length_range())
     integ = Integrity(content_md5=form.get("content-md5"))
     try:
