@@ -75,17 +75,23 @@ def tls_s3(request, https_endpoint, credentials, devcert, monkeypatch):
     else:
         assert botocore.auth.AUTH_TYPE_MAPS["s3v4"].__module__.startswith("botocore.crt"), \
             "awscrt is expected to be installed for the tests"
-    client = make_client(https_endpoint, credentials, signature_version="s3v4")
-    client._endpoint.http_session._verify = devcert["cert"]  # what verify=<path> sets
-    return client
+    return https_client(https_endpoint, credentials, devcert["cert"])
+
+
+def https_client(endpoint: str, credentials: tuple[str, str], cafile: str | bool = True):
+    """boto3 as a user writes it for a private endpoint: verify=<the certificate file>."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", verify=cafile,
+                        aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1],
+                        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                                      signature_version="s3v4"))
 
 
 @pytest.fixture
 def tls_bucket(https_endpoint, credentials, devcert) -> Iterator[str]:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=https_endpoint, region_name="us-east-1", verify=devcert["cert"],
-                      aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+    s3 = https_client(https_endpoint, credentials, devcert["cert"])
     name = "tls-" + uuid.uuid4().hex[:20]
     s3.create_bucket(Bucket=name)
     yield name
@@ -175,12 +181,8 @@ def test_plain_http_to_the_tls_port_fails(tls_server, credentials):
 
 def test_client_without_the_certificate_refuses_the_server(https_endpoint, credentials):
     """Verification is real: the self-signed certificate is not trusted unless given to the client."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=https_endpoint, region_name="us-east-1",
-                      aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
     with pytest.raises(SSLError):
-        s3.list_buckets()
+        https_client(https_endpoint, credentials).list_buckets()
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED_OFFERS))
@@ -240,6 +242,14 @@ def test_boto3_upload_file_multipart_over_https(tls_s3, tls_bucket, tmp_path: Pa
     dst = tmp_path / "back.bin"
     tls_s3.download_file(tls_bucket, "ten.bin", str(dst), Config=cfg)
     assert sha256_file(dst) == sha256_file(src)
+
+
+def test_complete_multipart_location_is_https(tls_s3, tls_bucket, https_endpoint):
+    up = tls_s3.create_multipart_upload(Bucket=tls_bucket, Key="m")
+    part = tls_s3.upload_part(Bucket=tls_bucket, Key="m", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 1000)
+    done = tls_s3.complete_multipart_upload(Bucket=tls_bucket, Key="m", UploadId=up["UploadId"],
+                                            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert done["Location"] == f"{https_endpoint}/{tls_bucket}/m"
 
 
 def _https_send(url: str, headers: dict[str, str], body: bytes, cafile: str) -> cc.Response:
