@@ -157,7 +157,9 @@ def test_verify_rotated_log_and_a_deleted_segment(tmp_path: Path):
     """The server rotates by size; verify passes on what it wrote, from the data dir or from a
     copy with only the public key, and names the segment after a deleted one."""
     data = tmp_path / "data"
-    srv = Server(str(data), env={"COFFRE_AUDIT_SEGMENT_MAX_BYTES": "3000"}).start()
+    export = tmp_path / "siem.jsonl"
+    srv = Server(str(data), env={"COFFRE_AUDIT_SEGMENT_MAX_BYTES": "3000",
+                                 "COFFRE_AUDIT_EXPORT_FILE": str(export)}).start()
     try:
         c = make_client(srv.endpoint, (ACCESS_KEY, SECRET_KEY))
         c.create_bucket(Bucket="rotated")
@@ -175,6 +177,11 @@ def test_verify_rotated_log_and_a_deleted_segment(tmp_path: Path):
     assert "intact" in ok.stdout and "21 requests" in ok.stdout
     segments = sorted(p.name for p in (data / "audit").glob("audit-*.jsonl"))
     assert len(segments) >= 4
+    # The SIEM copy: the same request records, one JSON line each.
+    exported = [json.loads(x) for x in export.read_text().splitlines()]
+    assert [e["key"] for e in exported if e["operation"] == "PutObject"] == [f"k{i}" for i in range(20)]
+    assert all(e["time"].endswith("Z") and "hash" not in e for e in exported)
+    assert export.stat().st_mode & 0o777 == 0o600
     # An auditor's copy: the segments and the public key, nothing secret.
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any
 
+from coffre.audit import records as r
 from coffre.audit.event import AuditEvent
 from coffre.audit.log import AuditLog
 from coffre.settings import Settings
@@ -130,14 +131,10 @@ class AuditTrail:
 
 def _export(path: str, batch: list[dict[str, Any]]) -> None:
     """Append the request records as JSON lines for a SIEM to tail (best effort, not chained)."""
-    from coffre.audit import records as r
-
     try:
-        with open(path, "ab") as fh:
-            for item in batch:
-                rec = dict(item)
-                rec["time"] = r.utc(rec["time"])
-                fh.write(r.canonical(rec) + b"\n")
-        os.chmod(path, 0o600)
+        # Created private (keys and names are in it); appended to, never rewritten.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as fh:
+            fh.write(b"".join(r.canonical({**item, "time": r.utc(item["time"])}) + b"\n" for item in batch))
     except OSError as e:
         log.warning("audit export to %s failed: %s", path, e)
