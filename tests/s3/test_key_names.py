@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 
 import pytest
@@ -83,13 +84,16 @@ def test_nothing_lands_outside_the_blob_directory(server, s3, stored):
             if real == data:
                 assert name in allowed_top, path
                 continue
+            if real == os.path.join(data, "audit"):  # the audit trail: server-named files only
+                assert name in ("signing.key", "signing.pub") or re.fullmatch(r"audit-\d{8}-\d{4,}\.jsonl", name), path
+                continue
             assert real.startswith(blobs + os.sep), path
             # Blob files are named by server-generated hex ids only, never by keys.
             assert all(c in "0123456789abcdef" for c in name), path
         for d in dirs:
             assert not os.path.islink(os.path.join(real, d))
             if real == data:
-                assert d == "blobs", d
+                assert d in ("blobs", "audit"), d
     # And nothing next to the data directory was created by a key climbing out of it.
     parent = os.path.dirname(data)
     for k in ("etc", "b", "win", "x", "copied"):

@@ -123,7 +123,9 @@ class Signer:
             tmp = pub_path + ".tmp"
             with open(tmp, "wb") as fh:
                 fh.write(pub)
-            os.chmod(tmp, 0o644)
+            # Public, but the data directory stays private to the server's user like all the rest:
+            # operators hand out a copy.
+            os.chmod(tmp, 0o600)
             os.replace(tmp, pub_path)
         return signer
 
