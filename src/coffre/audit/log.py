@@ -112,6 +112,8 @@ class AuditLog:
 
     def tick(self) -> None:
         """Periodic work: seal the records written since the last checkpoint, rotate, prune."""
+        if self._f is None:  # after a failure (abandon): resume from what is on disk
+            self.open()
         now = self.clock()
         self._maybe_rotate(now)
         if self._since_checkpoint:
