@@ -78,6 +78,7 @@ def test_every_request_is_recorded(audited, client):
     r_put = client.put_object(Bucket=bucket, Key="dir/obj é.bin", Body=body)
     r_get = client.get_object(Bucket=bucket, Key="dir/obj é.bin")
     assert r_get["Body"].read() == body
+    r_head = client.head_object(Bucket=bucket, Key="dir/obj é.bin")
     with pytest.raises(ClientError) as missing:
         client.get_object(Bucket=bucket, Key="nope")
     anon = requests.get(f"{audited.endpoint}/{bucket}/dir/obj%20%C3%A9.bin",
@@ -102,6 +103,9 @@ def test_every_request_is_recorded(audited, client):
 
     rec = record_of(audited.data_dir, rid_of(r_get))
     assert (rec["operation"], rec["status"], rec["bytes_out"], rec["bytes_in"]) == ("GetObject", 200, 1234, 0)
+
+    rec = record_of(audited.data_dir, rid_of(r_head))
+    assert (rec["operation"], rec["status"], rec["bytes_out"]) == ("HeadObject", 200, 0)
 
     rec = record_of(audited.data_dir, missing.value.response["ResponseMetadata"]["RequestId"])
     assert (rec["operation"], rec["key"], rec["status"], rec["error_code"]) == ("GetObject", "nope", 404, "NoSuchKey")

@@ -350,3 +350,28 @@ def test_not_required_never_refuses(tmp_path: Path):
     trail.record(ev)
     trail.record(ev)
     assert trail.accepting_writes()
+
+
+def test_log_unwritable_at_start_then_back(tmp_path: Path):
+    """The audit directory cannot be created: writes refused from the first request on, until it can."""
+    (tmp_path / "audit").write_bytes(b"")  # a file where the directory should be
+
+    async def go() -> None:
+        trail = _trail(tmp_path)
+        await trail.start()
+        assert not trail.accepting_writes()
+        trail.record(AuditEvent(**event(1)))  # kept in the queue meanwhile
+        await asyncio.sleep(0.1)
+        assert not trail.accepting_writes()
+        (tmp_path / "audit").unlink()
+        for _ in range(100):  # the writer retries every second
+            if trail.accepting_writes():
+                break
+            await asyncio.sleep(0.05)
+        assert trail.accepting_writes()
+        await trail.close()
+
+    asyncio.run(go())
+    d = tmp_path / "audit"
+    rep = verify(str(d), pub(d))
+    assert rep.ok and rep.requests == 1, rep.problem

@@ -90,7 +90,9 @@ def s3_event(request: web.BaseRequest, response: web.StreamResponse, ctx: Reques
     """The event of one S3 request, from what the front end knows once it has answered."""
     # Bytes in: what arrived on the connection for the body (framing of aws-chunked included).
     bytes_in = int(getattr(request.content, "total_bytes", 0) or 0)
-    if response.prepared:  # streamed by the handler (GetObject): what was actually sent
+    if request.method == "HEAD":  # Content-Length describes the object; no body is sent
+        bytes_out = 0
+    elif response.prepared:  # streamed by the handler (GetObject): what was actually sent
         bytes_out = response.body_length
     else:
         bytes_out = response.content_length or 0
