@@ -375,3 +375,18 @@ def test_log_unwritable_at_start_then_back(tmp_path: Path):
     d = tmp_path / "audit"
     rep = verify(str(d), pub(d))
     assert rep.ok and rep.requests == 1, rep.problem
+
+
+def test_cli_exit_status(one_segment: Path, tmp_path_factory, capsys):
+    from coffre.cli.main import main
+
+    assert main(["audit", "verify", "--log-dir", str(one_segment)]) == 0
+    assert "audit log intact: 1 segment(s), 24 records" in capsys.readouterr().out
+    name = r.list_segments(str(one_segment))[0]
+    ls = lines(one_segment)
+    write_lines(one_segment, name, ls[:3] + ls[4:])
+    assert main(["audit", "verify", "--log-dir", str(one_segment)]) == 1
+    assert f"first bad record: segment {name} line 4 (seq 4)" in capsys.readouterr().out
+    empty = tmp_path_factory.mktemp("nolog")
+    assert main(["audit", "verify", "--data-dir", str(empty)]) == 2  # no log at all
+    assert main(["audit", "verify", "--log-dir", str(one_segment), "--public-key", str(empty / "x.pub")]) == 2
