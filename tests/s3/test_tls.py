@@ -335,3 +335,26 @@ def test_aws_cli_cp_over_https(which, https_endpoint, credentials, devcert, tls_
     run(aws + ["s3", "cp", "--only-show-errors", f"s3://{tls_bucket}/small.bin", str(tmp_path / "s2")], env=env,
         log_path=tls_server.log_path)
     assert (tmp_path / "s2").read_bytes() == small.read_bytes()
+
+
+@pytest.mark.compat
+def test_rclone_over_https(https_endpoint, credentials, devcert, tls_bucket, tls_server, tmp_path: Path):
+    """A Go client (rclone, aws-sdk-go-v2, Go's own TLS stack), trusting the certificate with --ca-cert."""
+    exe = venv_binary("rclone")
+    env = clean_env(RCLONE_CONFIG=str(tmp_path / "rclone.conf"), RCLONE_CONFIG_C_TYPE="s3",
+                    RCLONE_CONFIG_C_PROVIDER="Other", RCLONE_CONFIG_C_ACCESS_KEY_ID=credentials[0],
+                    RCLONE_CONFIG_C_SECRET_ACCESS_KEY=credentials[1], RCLONE_CONFIG_C_ENDPOINT=https_endpoint,
+                    RCLONE_CONFIG_C_REGION="us-east-1", RCLONE_CONFIG_C_FORCE_PATH_STYLE="true",
+                    RCLONE_S3_UPLOAD_CUTOFF="5M", RCLONE_S3_CHUNK_SIZE="5M")  # 12 MiB: a 3-part upload
+    common = ["--ca-cert", devcert["cert"], "--retries", "1", "--low-level-retries", "1"]
+    src = tmp_path / "twelve.bin"
+    src.write_bytes(os.urandom(12 * MiB + 9))
+    run([exe, "copyto", str(src), f"c:{tls_bucket}/twelve.bin", *common], env=env, log_path=tls_server.log_path)
+    head = https_client(https_endpoint, credentials, devcert["cert"]).head_object(Bucket=tls_bucket, Key="twelve.bin")
+    assert head["ETag"].endswith('-3"'), head["ETag"]
+    back = tmp_path / "back.bin"
+    run([exe, "copyto", f"c:{tls_bucket}/twelve.bin", str(back), *common], env=env, log_path=tls_server.log_path)
+    assert sha256_file(back) == sha256_file(src)
+    # Without the certificate, Go refuses the server.
+    refused = run([exe, "lsd", "c:", "--retries", "1", "--low-level-retries", "1"], env=env, check=False)
+    assert refused.returncode != 0 and "certificate" in refused.stderr
