@@ -142,9 +142,9 @@ def _set_groups_list(ctx: ssl.SSLContext, groups: str) -> bool:
         ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
     except (OSError, AttributeError, ImportError):
         return False
-    # PyObject_HEAD is a reference count and a type pointer.
-    header = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-    ssl_ctx = ctypes.c_void_p.from_address(id(ctx) + header).value
+    # The SSL_CTX pointer is the first field after PyObject_HEAD, whose size is object's own
+    # (larger in free-threaded builds).
+    ssl_ctx = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
     if not ssl_ctx:
         return False
     # Proof that this is the real SSL_CTX: OpenSSL reports Python's view of the options, also
