@@ -318,3 +318,11 @@ def test_serve_refuses_to_start_with_an_exposed_key(ecdsa_pair, tmp_path: Path):
     assert proc.returncode == 2, proc
     assert f"TLS key file {key} must not be accessible by group or others (chmod 600)" in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_group_fallback_is_p256_only(ecdsa_pair, monkeypatch):
+    """Where the group list cannot be set through OpenSSL, P-256 alone is allowed, not everything."""
+    monkeypatch.setattr(tlsconfig, "_set_groups_list", lambda ctx, groups: False)
+    with tls_listener(tlsconfig.server_context(*ecdsa_pair)) as port:
+        assert handshake(port, ecdsa_pair[0], curve="prime256v1")[0] == "TLSv1.3"
+        assert_refused_by_server(port, ecdsa_pair[0], curve="X25519", version=TLS13)
