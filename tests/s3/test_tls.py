@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
 from tests.compat.helpers import clean_env, require_binary, run, venv_binary
 from tests.conftest import empty_bucket, make_client
 from tests.s3 import chunked_client as cc
-from tests.server import Server
+from tests.server import ACCESS_KEY, SECRET_KEY, Server
 from tests.unit.test_tlsconfig import (
     REFUSED_OFFERS,
     assert_refused_by_server,
@@ -40,6 +40,15 @@ from tests.unit.test_tlsconfig import (
 )
 
 MiB = 1 << 20
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("COFFRE_TEST_ENDPOINT")),
+                                reason="starts its own coffre server with TLS settings")
+
+
+@pytest.fixture(scope="module")
+def credentials() -> tuple[str, str]:
+    """The root credentials of the TLS server this module starts."""
+    return ACCESS_KEY, SECRET_KEY
 
 
 @pytest.fixture(scope="module")
