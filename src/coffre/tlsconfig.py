@@ -74,19 +74,25 @@ def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
         raise TLSConfigError(f"TLS certificate file {cert_path} does not exist")
     check_key_file(key_path)
     ctx = hardened_context()
+
+    def no_passphrase() -> str:
+        # OpenSSL would otherwise ask for it on the terminal: a server starting unattended hangs.
+        raise TLSConfigError(f"TLS key file {key_path} is encrypted; coffre needs it unencrypted (mode 0600)")
+
     try:
-        ctx.load_cert_chain(cert_path, key_path)
+        ctx.load_cert_chain(cert_path, key_path, password=no_passphrase)
     except ssl.SSLError as e:
         raise TLSConfigError(f"cannot use TLS certificate {cert_path} with key {key_path}: {e.reason or e}") from None
     return ctx
 
 
-def optional_server_context(cert_path: str | None, key_path: str | None) -> ssl.SSLContext | None:
-    """The context for a listener whose settings give both paths, None when they give neither."""
+def optional_server_context(cert_path: str | None, key_path: str | None,
+                            names: tuple[str, str] = ("tls_cert", "tls_key")) -> ssl.SSLContext | None:
+    """The context for a listener whose settings (``names``) give both paths, None when neither."""
     if not cert_path and not key_path:
         return None
     if not cert_path or not key_path:
-        raise TLSConfigError("TLS needs both a certificate and a key (tls_cert and tls_key)")
+        raise TLSConfigError(f"TLS needs both a certificate and a key ({names[0]} and {names[1]})")
     return server_context(cert_path, key_path)
 
 

@@ -306,6 +306,18 @@ def test_mismatched_missing_and_half_configured(ecdsa_pair, rsa_pair, tmp_path: 
     assert isinstance(tlsconfig.optional_server_context(*ecdsa_pair), ssl.SSLContext)
 
 
+def test_encrypted_key_is_refused_without_prompting(ecdsa_pair, tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(Path(ecdsa_pair[1]).read_bytes(), None)
+    encrypted = tmp_path / "enc.pem"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"secret")))
+    os.chmod(encrypted, 0o600)
+    with pytest.raises(tlsconfig.TLSConfigError, match="is encrypted; coffre needs it unencrypted"):
+        tlsconfig.server_context(ecdsa_pair[0], str(encrypted))
+
+
 def test_serve_refuses_to_start_with_an_exposed_key(ecdsa_pair, tmp_path: Path):
     """The real command: exit 2, a clear message, and nothing created."""
     key = tmp_path / "k.pem"
