@@ -43,11 +43,12 @@ def profile(a: argparse.Namespace, root: Path) -> int:
 
     size, conc, ops = a.profile.split(":")
     results = HERE / "results"
+    results.mkdir(exist_ok=True)
     for op in ops.split(","):
         srv = Coffre("coffre")
         srv.start(root)
         try:
-            raw = results / f"profile-{size}-c{conc}-{op}.txt"
+            raw = results / f"profile-{size}-c{conc}-{op}{'-gil' if a.gil else ''}.txt"
             procs = "2" if int(conc) >= 8 else "1"
             cmd = [client_python(), str(HERE / "s3load.py"), "--endpoint", srv.endpoint,
                    "--access-key", srv.access, "--secret-key", srv.secret, "--size", size, "-c", conc,
@@ -67,19 +68,21 @@ def profile(a: argparse.Namespace, root: Path) -> int:
                         spy.append(subprocess.Popen(
                             [str(Path(client_python()).parent / "py-spy"), "record", "--nonblocking",
                              "-r", "200", "-f", "raw", "-o", str(raw), "-d", str(max(1, int(a.duration) - 1)),
-                             "--pid", str(srv.pids[0])], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL))
+                             "--pid", str(srv.pids[0]), *(["--gil"] if a.gil else [])],
+                            stdout=subprocess.DEVNULL, stderr=open(root / f"{raw.name}.log", "w")))  # noqa: SIM115
 
             t = threading.Thread(target=watch, daemon=True)
             t.start()
-            out, _ = lg.communicate(timeout=3600)
+            assert lg.stdout is not None
+            out = lg.stdout.read()  # not communicate(): it would read stderr too, under the watcher
+            lg.wait(3600)
             t.join(5)
             for s in spy:
                 s.wait(60)
             res = json.loads(out.strip().splitlines()[-1])
             ph = res["phases"][op]
             summary = summarise(raw) if raw.exists() else {}
-            rec = {"kind": "profile", "size": size, "conc": int(conc), "op": op, "ops_s": ph["ops_s"],
+            rec = {"kind": "profile", "gil_only": a.gil, "size": size, "conc": int(conc), "op": op, "ops_s": ph["ops_s"],
                    "mib_s": ph["mib_s"], "server_cpu_util": ph.get("server_cpu_util"),
                    "cpu_ms_op": round(1000 * ph["server_cpu_s"] / ph["ops"], 3) if ph["ops"] else None,
                    **summary}

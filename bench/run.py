@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     p.add_argument("--profile", metavar="SIZE:CONC:OPS",
                    help="py-spy profile of coffre under one load instead of the matrix")
+    p.add_argument("--gil", action="store_true",
+                   help="with --profile: sample only the thread holding the GIL (Python CPU, not waits)")
     a = p.parse_args(argv)
 
     if a.summarize:

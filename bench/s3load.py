@@ -668,6 +668,7 @@ def main(argv=None):
         srv_sampler.max_rss = 0
         barrier.wait(timeout=3600)
         t1 = time.time()
+        print(f"s3load: phase {ph} end", file=sys.stderr, flush=True)
         c1 = cpu_rss(proc_tree(client_pids))[0]
         s1 = cpu_rss(proc_tree(a.server_pid))[0]
         d = {"client_cpu_s": round(c1 - c0, 2)}
