@@ -130,6 +130,8 @@ class Nginx(ScriptPeer):
     script, port, setup_cmds, pidfile_cmd = "nginx.sh", 18086, (), "pid"
 
     def start(self, root: Path) -> None:
+        if not os.path.exists("/usr/sbin/nginx"):
+            self.sh(root, "install")  # Debian nginx-light
         super().start(root)
         self.plain = True
 
@@ -142,7 +144,7 @@ class SeaweedFS(ScriptPeer):
 
 
 class RGW(ScriptPeer):
-    script, port, setup_cmds = "ceph.sh", 18087, ("setup",)
+    script, port, setup_cmds = "ceph.sh", 18087, ("install", "setup")  # apt packages, then a fresh cluster
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
