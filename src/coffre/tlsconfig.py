@@ -163,4 +163,4 @@ def _set_groups_list(ctx: ssl.SSLContext, groups: str) -> bool:
     ctx.options = ssl.Options(before)
     if not matched or get_options(ssl_ctx) != before:
         return False
-    return ctrl(ssl_ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode()) == 1
+    return bool(ctrl(ssl_ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode()) == 1)

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import os
 import sys
+from typing import Any
 
 CERT_NAME = "coffre-dev.crt"
 KEY_NAME = "coffre-dev.key"
@@ -14,10 +15,10 @@ DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 VALIDITY_DAYS = 397  # the longest validity clients accept for a leaf certificate
 
 
-def _san(hosts: list[str]) -> list:
+def _san(hosts: list[str]) -> list[Any]:
     from cryptography import x509
 
-    names: list = []
+    names: list[Any] = []
     seen: set[str] = set()
     for host in [*DEFAULT_HOSTS, *hosts]:
         if host in seen:
@@ -107,7 +108,7 @@ For local use only: in production, use a certificate from your certificate autho
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev-cert", help="write a self-signed certificate and key for local HTTPS")
     p.add_argument("--out", default=".", help="directory to write coffre-dev.crt and coffre-dev.key in "
                                                "(default: the current directory)")
