@@ -18,9 +18,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import AlreadyExists, ConditionFailed, NotEmpty, NotFound
@@ -207,6 +208,40 @@ def _part(row: tuple[Any, ...]) -> PartRecord:
                       dek=row[5], last_modified=row[6], checksum=row[7])
 
 
+# At most this many transactions share one COMMIT: bounds the latency a batch adds to its
+# first caller and the work a failed COMMIT has to redo one by one.
+_MAX_BATCH = 64
+# A multipart object with more parts than this has its part rows read on the reader pool.
+_INLINE_PARTS = 64
+
+
+class _Pending(Generic[T]):
+    """One queued write transaction and the future its caller awaits (on its own loop)."""
+
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop,
+                 future: asyncio.Future[T]) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+    def done(self, result: Any, error: BaseException | None) -> None:
+        """Writer thread: answer the caller (its loop may be closed if it went away)."""
+        try:
+            self.loop.call_soon_threadsafe(self._set, result, error)
+        except RuntimeError:
+            pass
+
+    def _set(self, result: Any, error: BaseException | None) -> None:
+        if self.future.done():  # the caller was cancelled
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(result)
+
+
 class SQLiteMetadataStore(MetadataStore):
     def __init__(self, path: str, readers: int = 4) -> None:
         self.path = path
@@ -214,6 +249,11 @@ class SQLiteMetadataStore(MetadataStore):
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
+        # Group commit: transactions queued while the writer is busy, and whether a drain
+        # job is already scheduled on the writer thread (both guarded by _queue_lock).
+        self._queue: deque[_Pending[Any]] = deque()
+        self._draining = False
+        self._queue_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
@@ -239,21 +279,110 @@ class SQLiteMetadataStore(MetadataStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader_pool, lambda: fn(self._reader()))
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            conn = self._writer
-            assert conn is not None, "store not opened"
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+    def _inline(self) -> sqlite3.Connection:
+        """The calling (event loop) thread's own read connection, which never waits for a lock."""
+        conn: sqlite3.Connection | None = getattr(self._local, "inline", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA busy_timeout=0")
+            self._local.inline = conn
+        return conn
 
+    async def _point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read of a few rows by primary key, run right here on the event loop.
+
+        Measured (docs/benchmarks.md, "Metadata fast paths"): such a read costs tens of
+        microseconds from the page cache, while a hop to the reader pool costs the
+        executor submit, two thread switches and getting the GIL back, which made up a
+        quarter of a small GET's Python CPU. In WAL mode a reader never waits for the
+        writer, and this connection does not wait at all (busy_timeout=0): in the rare
+        case it would (WAL recovery after a crash), the read goes to the pool instead.
+        Only bounded point reads come here; scans (listings) stay on the pool.
+        """
+        try:
+            return fn(self._inline())
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            conn = self._inline()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        return await self._read(fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction; return once that transaction is durable.
+
+        Group commit: transactions that queue up while the writer thread is busy run
+        together, each under its own SAVEPOINT (a failure rolls back that one alone and
+        is raised to its own caller), then ONE ``COMMIT`` (one WAL fsync) covers them
+        all. Every caller, success or failure, is answered only after that COMMIT
+        returned, so nothing is acknowledged before it is on disk (``synchronous=FULL``).
+        Under one caller at a time this is exactly one transaction per commit.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer_pool, run)
+        pending: _Pending[T] = _Pending(fn, loop, loop.create_future())
+        with self._queue_lock:
+            self._queue.append(pending)
+            schedule = not self._draining
+            self._draining = True
+        if schedule:
+            try:
+                self._writer_pool.submit(self._drain)
+            except BaseException:
+                with self._queue_lock:
+                    self._draining = False
+                raise
+        return await pending.future
+
+    def _drain(self) -> None:
+        """Writer thread: commit batches until the queue is empty."""
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                n = min(len(self._queue), _MAX_BATCH)
+                batch = [self._queue.popleft() for _ in range(n)]
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Pending[Any]]) -> None:
+        conn = self._writer
+        if conn is None:
+            for p in batch:
+                p.done(None, RuntimeError("store not opened"))
+            return
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for p in batch:
+                conn.execute("SAVEPOINT tx")
+                try:
+                    result = p.fn(conn)
+                except BaseException as exc:  # noqa: BLE001 - handed to its own caller
+                    conn.execute("ROLLBACK TO tx")
+                    conn.execute("RELEASE tx")
+                    outcomes.append((None, exc))
+                else:
+                    conn.execute("RELEASE tx")
+                    outcomes.append((result, None))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - the batch as a whole did not commit
+            # BEGIN, a savepoint statement or the COMMIT itself failed (I/O error, disk
+            # full...): nothing of this batch is durable. Undo it, then run each
+            # transaction alone so that one cannot fail the others.
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if len(batch) == 1:
+                batch[0].done(None, exc)
+                return
+            for p in batch:
+                self._commit_batch([p])
+            return
+        for p, (result, error) in zip(batch, outcomes, strict=True):
+            p.done(result, error)
 
     async def open(self) -> None:
         def init() -> None:
@@ -349,7 +478,7 @@ class SQLiteMetadataStore(MetadataStore):
                             versioning=row[4], object_lock=bool(row[5]))
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
-        row = await self._read(lambda c: c.execute(
+        row = await self._point_read(lambda c: c.execute(
             "SELECT name, tenant_id, region, created_at, versioning, object_lock FROM buckets WHERE name=?",
             (name,)).fetchone())
         return None if row is None else self._bucket(row)
@@ -405,7 +534,7 @@ class SQLiteMetadataStore(MetadataStore):
 
     async def get_object(self, bucket: str, key: str, version_id: str | None = None,
                          with_parts: bool = False) -> ObjectRecord | None:
-        def q(c: sqlite3.Connection) -> ObjectRecord | None:
+        def q(c: sqlite3.Connection) -> ObjectRecord | tuple[Any, ...] | None:
             if version_id is None:
                 row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND is_latest=1",
                                 (bucket, _kb(key))).fetchone()
@@ -414,10 +543,17 @@ class SQLiteMetadataStore(MetadataStore):
                                 (bucket, _kb(key), version_id)).fetchone()
             if row is None:
                 return None
+            if with_parts and row[19] > _INLINE_PARTS:
+                return row
             parts = self._object_parts(c, row[0]) if with_parts and row[19] else ()
             return _obj(row, parts)
 
-        return await self._read(q)
+        found = await self._point_read(q)
+        if isinstance(found, tuple):
+            # Thousands of parts: read them on the pool, not on the event loop.
+            row = found
+            return await self._read(lambda c: _obj(row, self._object_parts(c, row[0])))
+        return found
 
     @staticmethod
     def _check(c: sqlite3.Connection, bucket: str, key: bytes, condition: WriteCondition | None) -> None:
