@@ -28,6 +28,7 @@ from coffre.meta.errors import AlreadyExists, ConditionFailed, NotEmpty, NotFoun
 from coffre.meta.records import (
     AccessKeyRecord,
     BucketRecord,
+    ListEntry,
     ListPage,
     ObjectPartRecord,
     ObjectRecord,
@@ -161,6 +162,8 @@ _UPLOAD_COLS = (
     "upload_id, bucket, key, tenant_id, owner, initiated, content_type, headers, user_meta, "
     "checksum_algorithm, checksum_type, storage_class, tags"
 )
+# What a listing shows, in ListEntry's order (key first): no JSON columns to decode.
+_LIST_COLS = "key, last_modified, etag, size, storage_class, owner, checksum_algorithm, checksum_type"
 _PART_COLS = "upload_id, part_number, size, etag, blob_id, dek, last_modified, checksum"
 
 
@@ -544,7 +547,7 @@ class SQLiteMetadataStore(MetadataStore):
             if row is None:
                 return None
             if with_parts and row[19] > _INLINE_PARTS:
-                return row
+                return tuple(row)
             parts = self._object_parts(c, row[0]) if with_parts and row[19] else ()
             return _obj(row, parts)
 
@@ -661,7 +664,7 @@ class SQLiteMetadataStore(MetadataStore):
                     if nxt is None:
                         return ListPage([], [], False, None)
                     cursor, inclusive = nxt, True
-            objects: list[ObjectRecord] = []
+            objects: list[ListEntry] = []
             prefixes: list[str] = []
             last: str | None = None
             while True:
@@ -675,7 +678,7 @@ class SQLiteMetadataStore(MetadataStore):
                     for row in rows:
                         if room == 0:
                             return ListPage(objects, prefixes, True, last)  # a further entry exists
-                        kb = bytes(row[2])
+                        kb = bytes(row[0])
                         i = kb.find(dlm, len(pfx)) if dlm else -1
                         if i >= 0:
                             cp = kb[: i + len(dlm)]
@@ -689,7 +692,7 @@ class SQLiteMetadataStore(MetadataStore):
                             regrouped = True
                             break
                         last = _ks(kb)
-                        objects.append(_obj(row))
+                        objects.append(ListEntry(last, *row[1:]))
                         room -= 1
                 finally:
                     rows.close()
@@ -707,7 +710,7 @@ class SQLiteMetadataStore(MetadataStore):
         op = ">=" if inclusive else ">"
         # objects_listing holds exactly the listable rows, so delete markers and older
         # versions never cost a step here. (Only constants are formatted into the SQL.)
-        sql = (f"SELECT {_OBJ_COLS} FROM objects INDEXED BY objects_listing "  # noqa: S608
+        sql = (f"SELECT {_LIST_COLS} FROM objects INDEXED BY objects_listing "  # noqa: S608
                f"WHERE bucket=? AND is_latest=1 AND is_delete_marker=0 AND key {op} ? "
                + ("AND key < ? " if upper is not None else "") + "ORDER BY key LIMIT ?")
         args: tuple[Any, ...] = (bucket, cursor, upper, limit) if upper is not None else (bucket, cursor, limit)

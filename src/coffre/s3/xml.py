@@ -7,8 +7,9 @@ escaping writer (faster than building trees for the hot listing path).
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -46,21 +47,36 @@ def text(el: etree._Element, name: str, default: str | None = None) -> str | Non
 
 
 def iso8601(ts: float) -> str:
-    """S3's timestamp format in XML bodies: 2006-02-03T16:45:09.000Z."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    """S3's timestamp format in XML bodies: 2006-02-03T16:45:09.000Z.
+
+    Formatted from ``time.gmtime`` with the second's text memoised (a listing formats
+    a thousand of these per page; ``datetime.strftime`` was an eighth of its CPU)."""
+    ms = int(ts * 1000)
+    sec, frac = divmod(ms, 1000)
+    head = _SECONDS.get(sec)
+    if head is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        t = time.gmtime(sec)
+        head = _SECONDS[sec] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+                                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.")
+    return f"{head}{frac:03d}Z"
 
 
+_SECONDS: dict[int, str] = {}
 _XML_ILLEGAL = {i: f"&#x{i:X};" for i in range(0x20) if i not in (0x9, 0xA, 0xD)}
+# Anything esc() has to change; most keys, ETags and ids hold none of it.
+_SPECIAL = re.compile(r"[&<>\x00-\x1f]")
 
 
 def esc(value: str) -> str:
     """Escape for XML text; control characters become character references as S3 emits them."""
+    if _SPECIAL.search(value) is None:
+        return value
     s = escape(value)
-    if any(ord(c) < 0x20 for c in s):
-        s = s.translate(_XML_ILLEGAL)
     if "\r" in s:
         s = s.replace("\r", "&#13;")
-    return s
+    return s.translate(_XML_ILLEGAL)
 
 
 def url_value(value: str, url: bool) -> str:

@@ -69,15 +69,22 @@ def _max_keys(ctx: Ctx, name: str = "max-keys") -> int:
 
 
 def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
+    # One pre-escaped string per entry, not a Doc.leaf call per field: this loop runs a
+    # thousand times per page and was most of a listing's CPU.
+    esc = xml.esc
+    rows = []
     for o in page.objects:
-        doc.open("Contents").leaf("Key", url_value(o.key, url)).leaf("LastModified", iso8601(o.last_modified))
-        doc.leaf("ETag", o.etag).leaf("Size", o.size)
+        key = url_value(o.key, url)
+        row = (f"<Contents><Key>{esc(key)}</Key><LastModified>{iso8601(o.last_modified)}</LastModified>"
+               f"<ETag>{esc(o.etag)}</ETag><Size>{o.size}</Size>")
         if o.checksum_algorithm and o.checksum_type:
-            doc.leaf("ChecksumAlgorithm", o.checksum_algorithm).leaf("ChecksumType", o.checksum_type)
-        doc.leaf("StorageClass", o.storage_class)
+            row += (f"<ChecksumAlgorithm>{esc(o.checksum_algorithm)}</ChecksumAlgorithm>"
+                    f"<ChecksumType>{esc(o.checksum_type)}</ChecksumType>")
+        row += f"<StorageClass>{esc(o.storage_class)}</StorageClass>"
         if owner:
-            doc.open("Owner").leaf("ID", o.owner).leaf("DisplayName", "").close("Owner")
-        doc.close("Contents")
+            row += f"<Owner><ID>{esc(o.owner)}</ID><DisplayName></DisplayName></Owner>"
+        rows.append(row + "</Contents>")
+    doc.raw("".join(rows))
     for p in page.common_prefixes:
         doc.open("CommonPrefixes").leaf("Prefix", url_value(p, url)).close("CommonPrefixes")
 
