@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import time
-from calendar import timegm
+from calendar import monthrange, timegm
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -252,6 +252,23 @@ def _unsigned_headers(req: Request, info: AuthInfo) -> list[str]:
     return missing
 
 
+_AMZ_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+
+
+def parse_amz_date(value: str) -> int:
+    """POSIX seconds of an ISO 8601 basic timestamp (20130524T000000Z); ValueError if not one.
+
+    Sliced by a regex rather than ``time.strptime``, which took over 1 % of a small request's
+    CPU; the calendar is still checked (month, day of that month, time of day)."""
+    m = _AMZ_DATE.fullmatch(value)
+    if m is None:
+        raise ValueError(value)
+    y, mo, d, h, mi, s = map(int, m.groups())
+    if not (1 <= mo <= 12 and 1 <= d <= monthrange(y, mo)[1] and h <= 23 and mi <= 59 and s <= 61):
+        raise ValueError(value)
+    return timegm((y, mo, d, h, mi, s, 0, 0, 0))
+
+
 def verify_v4(req: Request, info: AuthInfo, secret: str, *, now: float, max_skew: int,
               max_expires: int) -> bytes:
     """Verify a SigV4 request; return the signing key (needed for streaming chunks).
@@ -263,7 +280,7 @@ def verify_v4(req: Request, info: AuthInfo, secret: str, *, now: float, max_skew
         raise malformed(f'The authorization header is malformed; incorrect service "{info.service}". '
                         'This endpoint belongs to "s3".')
     try:
-        t = timegm(time.strptime(info.date, "%Y%m%dT%H%M%SZ"))
+        t = parse_amz_date(info.date)
     except ValueError as e:
         if info.presigned:
             raise AuthorizationQueryParametersError("X-Amz-Date must be in the ISO8601 Long Format") from e
