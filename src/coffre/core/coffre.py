@@ -19,6 +19,7 @@ from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
 from coffre.core.tagging import TaggingService
+from coffre.core.versioning import VersioningService
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.segments import DEFAULT_SEGMENT_SIZE
 from coffre.meta.base import MetadataStore
@@ -68,6 +69,7 @@ class Coffre:
         self.objects = ObjectService(settings, meta, self.blobio, self.buckets)
         self.multipart = MultipartService(settings, meta, self.objects, self.buckets)
         self.tagging = TaggingService(meta, self.objects, self.buckets)
+        self.versioning = VersioningService(meta, self.buckets)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
 

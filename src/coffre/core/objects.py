@@ -29,6 +29,7 @@ from coffre.core.errors import (
     InvalidDigest,
     InvalidRequest,
     MetadataTooLarge,
+    MethodNotAllowed,
     NoSuchKey,
     NoSuchVersion,
     NotImplementedOperation,
@@ -37,6 +38,7 @@ from coffre.core.errors import (
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
 from coffre.core.tagging import MAX_OBJECT_TAGS, check_tags, copy_tags
+from coffre.core.versioning import ENABLED, check_version_id, new_version_id, well_formed
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import ConditionFailed
 from coffre.meta.records import NULL_VERSION, BucketRecord, ObjectRecord, WriteCondition
@@ -97,12 +99,27 @@ class CopyRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Deleted:
+    """What a delete did.
+
+    ``version_id``: the version removed for good (a delete naming one), or the delete
+    marker created (a simple delete in a versioning-enabled or suspended bucket); None
+    for a simple delete in an unversioned bucket. ``delete_marker``: a marker was
+    created, or the version removed was one.
+    """
+
+    version_id: str | None = None
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteOutcome:
     """One key of a DeleteObjects request: deleted (error None) or the error it met."""
 
     key: str
     version_id: str | None
     error: CoffreError | None = None
+    deleted: Deleted = field(default_factory=Deleted)
 
 
 def check_digests(md5: bytes, checksum: Checksum | None, integrity: Integrity,
@@ -225,9 +242,13 @@ class ObjectService:
             return WriteCondition(if_match=current.etag, if_none_match_any=if_none_match is not None)
         return WriteCondition(if_none_match_any=True)
 
-    def version_for(self, bucket: BucketRecord) -> str:
-        # Versioning arrives with its own issue; the schema already stores version ids.
-        return NULL_VERSION
+    @staticmethod
+    def version_for(bucket: BucketRecord) -> str:
+        """The version id a write creates: a new one when versioning is enabled, else "null".
+
+        A "null" write replaces the stored "null" version (and only it): that is how an
+        unversioned bucket overwrites and how a suspended one keeps older versions."""
+        return new_version_id() if bucket.versioning == ENABLED else NULL_VERSION
 
     # -- operations --
     async def put_object(self, principal: Principal, bucket_name: str, key: str, body: Body, *,
@@ -253,15 +274,25 @@ class ObjectService:
 
     async def head_object(self, principal: Principal, bucket_name: str, key: str,
                           version_id: str | None = None, with_parts: bool = False) -> ObjectRecord:
+        """The latest version or the one named.
+
+        A delete marker answers as AWS does: NoSuchKey when it is the latest version,
+        MethodNotAllowed when named by its id. Both errors carry ``delete_marker=True`` and
+        ``marker_version_id`` for the protocol layer's x-amz-delete-marker / x-amz-version-id.
+        """
         bucket = await self.buckets.authorize(principal, bucket_name)
-        if version_id is not None and version_id != NULL_VERSION:
-            raise NoSuchVersion(key=key, version_id=version_id) if _valid_version(version_id) else \
-                InvalidArgument("Invalid version id specified")
+        check_version_id(version_id)
         obj = await self.meta.get_object(bucket.name, key, version_id, with_parts=with_parts)
-        if obj is None or obj.is_delete_marker:
+        if obj is None:
             if version_id is not None:
                 raise NoSuchVersion(key=key, version_id=version_id)
             raise NoSuchKey(key=key)
+        if obj.is_delete_marker:
+            if version_id is not None:
+                raise MethodNotAllowed(resource_type="DeleteMarker", delete_marker=True,
+                                       marker_version_id=obj.version_id, last_modified=obj.last_modified)
+            raise NoSuchKey(key=key, delete_marker=True, marker_version_id=obj.version_id,
+                            last_modified=obj.last_modified)
         return obj
 
     async def open(self, obj: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -283,16 +314,32 @@ class ObjectService:
                 yield chunk
 
     async def delete_object(self, principal: Principal, bucket_name: str, key: str,
-                            version_id: str | None = None) -> None:
-        """Remove a key; succeeds whether or not it existed (S3 answers 204 either way)."""
+                            version_id: str | None = None) -> Deleted:
+        """Remove a key or one version; succeeds whether or not it existed (S3 answers 204)."""
         bucket = await self.buckets.authorize(principal, bucket_name)
-        await self._delete(bucket.name, key, version_id)
+        check_version_id(version_id)
+        return await self._delete(principal, bucket, key, version_id)
 
-    async def _delete(self, bucket: str, key: str, version_id: str | None) -> None:
-        if version_id is not None and version_id != NULL_VERSION and not _valid_version(version_id):
-            raise InvalidArgument("Invalid version id specified")
-        released = await self.meta.delete_object(bucket, key, version_id or NULL_VERSION)
-        await self.release(released)
+    async def _delete(self, principal: Principal, bucket: BucketRecord, key: str,
+                      version_id: str | None) -> Deleted:
+        if version_id is not None:
+            # A version named is removed for good; removing the latest delete marker
+            # brings the newest remaining version back.
+            removed, released = await self.meta.delete_version(bucket.name, key, version_id)
+            await self.release(released)
+            return Deleted(version_id, removed is not None and removed.is_delete_marker)
+        if not bucket.versioning:
+            released = await self.meta.delete_object(bucket.name, key, NULL_VERSION)
+            await self.release(released)
+            return Deleted()
+        # Enabled: a new delete marker hides every version. Suspended: the marker is the
+        # "null" version, so it replaces (removes the data of) the stored null version only.
+        marker = ObjectRecord(
+            bucket=bucket.name, key=key, version_id=self.version_for(bucket), size=0, etag="",
+            last_modified=time.time(), tenant_id=bucket.tenant_id, owner=principal.canonical_id,
+            is_delete_marker=True)
+        await self.commit(marker, None, [])
+        return Deleted(marker.version_id, True)
 
     async def delete_objects(self, principal: Principal, bucket_name: str,
                              items: list[tuple[str, str | None]]) -> list[DeleteOutcome]:
@@ -305,11 +352,16 @@ class ObjectService:
         out: list[DeleteOutcome] = []
         for key, version_id in items:
             try:
-                await self._delete(bucket.name, key, version_id)
+                if version_id == "":
+                    check_version_id(version_id)
+                elif version_id is not None and not well_formed(version_id):
+                    # Unlike DeleteObject, AWS reports a malformed id here as a missing version.
+                    raise NoSuchVersion(key=key, version_id=version_id)
+                deleted = await self._delete(principal, bucket, key, version_id)
             except CoffreError as e:
                 out.append(DeleteOutcome(key, version_id, e))
             else:
-                out.append(DeleteOutcome(key, version_id))
+                out.append(DeleteOutcome(key, version_id, deleted=deleted))
         return out
 
     async def copy_object(self, principal: Principal, src_bucket: str, src_key: str, src_version: str | None,
@@ -327,7 +379,11 @@ class ObjectService:
         if req.directive not in METADATA_DIRECTIVES:
             raise InvalidArgument("Unknown metadata directive.", name="x-amz-metadata-directive",
                                   value=req.directive)
-        src = await self.head_object(principal, src_bucket, src_key, src_version, with_parts=True)
+        try:
+            src = await self.head_object(principal, src_bucket, src_key, src_version, with_parts=True)
+        except MethodNotAllowed as e:
+            raise InvalidRequest("The source of a copy request may not specifically refer to a delete marker "
+                                 "by version id.") from e
         src_conditions.check(src.etag, src.last_modified, copy_source=True)
         algo = req.checksum_algorithm or src.checksum_algorithm or checksums.DEFAULT_ALGORITHM
         same_key = src.bucket == bucket.name and src.key == dst_key and src.is_latest
@@ -359,6 +415,3 @@ class ObjectService:
         await self.commit(obj, condition, [stored.blob_id])
         return obj, src
 
-
-def _valid_version(version_id: str) -> bool:
-    return 0 < len(version_id) <= 1024

@@ -15,6 +15,7 @@ from coffre.meta.records import (
     TenantRecord,
     UploadListPage,
     UploadRecord,
+    VersionListPage,
     WriteCondition,
 )
 
@@ -76,6 +77,10 @@ class MetadataStore(ABC):
         bucket's configuration documents."""
 
     @abstractmethod
+    async def set_bucket_versioning(self, name: str, status: str) -> None:
+        """Set a bucket's versioning state ("Enabled" or "Suspended"). Raises NotFound."""
+
+    @abstractmethod
     async def put_bucket_config(self, bucket: str, name: str, document: str | None) -> None:
         """Store (or, with None, remove) one configuration document of a bucket.
 
@@ -112,6 +117,24 @@ class MetadataStore(ABC):
     @abstractmethod
     async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
         """Remove one version; returns the blob ids released (queued for GC as above)."""
+
+    @abstractmethod
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> tuple[ObjectRecord | None, list[str]]:
+        """Remove one version (or delete marker) for good, like delete_object.
+
+        Returns the record removed (None when there was none) and the blob ids released."""
+
+    @abstractmethod
+    async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> VersionListPage:
+        """Every version and delete marker, keys in UTF-8 byte order, newest first within a key.
+
+        Starts after ``key_marker``; with ``version_id_marker`` too, at the versions of that
+        key older than that one (a marker version that no longer exists resumes at the next
+        key). Common prefixes roll up as in list_objects; entries plus prefixes never exceed
+        ``max_keys``. The cost is bounded by the page, not by the bucket's size.
+        """
 
     @abstractmethod
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",

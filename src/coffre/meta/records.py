@@ -169,3 +169,16 @@ class WriteCondition:
     @property
     def empty(self) -> bool:
         return not self.if_none_match_any and self.if_match is None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionListPage:
+    """One page of ListObjectVersions: versions and delete markers, newest first within a key."""
+
+    entries: list[ObjectRecord]  # is_delete_marker tells a delete marker from a version
+    common_prefixes: list[str]
+    is_truncated: bool
+    # Where the next page starts: the last key (or common prefix) returned, and the last
+    # version id returned (None when the page ended on a common prefix).
+    next_key_marker: str | None
+    next_version_id_marker: str | None

@@ -36,6 +36,7 @@ from coffre.meta.records import (
     TenantRecord,
     UploadListPage,
     UploadRecord,
+    VersionListPage,
     WriteCondition,
 )
 
@@ -102,6 +103,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS objects_latest ON objects(bucket, key) WHERE i
 CREATE INDEX IF NOT EXISTS objects_blob ON objects(blob_id) WHERE blob_id IS NOT NULL;
 -- Listings walk only what they list (latest versions that are not delete markers).
 CREATE INDEX IF NOT EXISTS objects_listing ON objects(bucket, key) WHERE is_latest = 1 AND is_delete_marker = 0;
+-- ListObjectVersions: keys in order, newest version (highest id) first within a key.
+CREATE INDEX IF NOT EXISTS objects_versions ON objects(bucket, key, id DESC);
 CREATE TABLE IF NOT EXISTS object_parts(
     object_id INTEGER NOT NULL,
     part_number INTEGER NOT NULL,
@@ -526,6 +529,13 @@ class SQLiteMetadataStore(MetadataStore):
             "SELECT document FROM bucket_configs WHERE bucket=? AND name=?", (bucket, name)).fetchone())
         return None if row is None else str(row[0])
 
+    async def set_bucket_versioning(self, name: str, status: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE buckets SET versioning=? WHERE name=?", (status, name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
     # -- objects --
     @staticmethod
     def _object_parts(c: sqlite3.Connection, object_id: int) -> tuple[ObjectPartRecord, ...]:
@@ -715,6 +725,103 @@ class SQLiteMetadataStore(MetadataStore):
                + ("AND key < ? " if upper is not None else "") + "ORDER BY key LIMIT ?")
         args: tuple[Any, ...] = (bucket, cursor, upper, limit) if upper is not None else (bucket, cursor, limit)
         return c.execute(sql, args)
+
+    async def delete_version(self, bucket: str, key: str,
+                             version_id: str) -> tuple[ObjectRecord | None, list[str]]:
+        def tx(c: sqlite3.Connection) -> tuple[ObjectRecord | None, list[str]]:
+            kb = _kb(key)
+            row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                            (bucket, kb, version_id)).fetchone()
+            if row is None:
+                return None, []
+            released = self._drop_row(c, row[0], row[17])
+            if row[4]:
+                # The newest remaining version becomes the latest one.
+                c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
+                          "AND key=? ORDER BY id DESC LIMIT 1)", (bucket, kb))
+            return _obj(row), self._release(c, released)
+
+        return await self._write(tx)
+
+    async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> VersionListPage:
+        def q(c: sqlite3.Connection) -> VersionListPage:
+            pfx, dlm = _kb(prefix), _kb(delimiter)
+            upper = prefix_end(pfx) if pfx else None
+            cursor, inclusive = _kb(key_marker), False
+            after_id: int | None = None  # continue inside the marker key, below this row id
+            if key_marker and version_id_marker:
+                row = c.execute("SELECT id FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                                (bucket, cursor, version_id_marker)).fetchone()
+                after_id = None if row is None else int(row[0])
+            if cursor < pfx:
+                cursor, inclusive, after_id = pfx, True, None
+            elif not cursor.startswith(pfx):
+                after_id = None
+            elif dlm:
+                i = cursor.find(dlm, len(pfx))
+                if i >= 0:
+                    # A marker inside a common prefix: that group was listed already, skip it.
+                    nxt = prefix_end(cursor[: i + len(dlm)])
+                    if nxt is None:
+                        return VersionListPage([], [], False, None, None)
+                    cursor, inclusive, after_id = nxt, True, None
+            entries: list[ObjectRecord] = []
+            prefixes: list[str] = []
+            last: tuple[str, str | None] | None = None
+            room = max_keys
+            if after_id is not None:
+                rows = c.execute(f"SELECT {_OBJ_COLS} FROM objects INDEXED BY objects_versions "  # noqa: S608
+                                 "WHERE bucket=? AND key=? AND id<? ORDER BY key, id DESC LIMIT ?",
+                                 (bucket, cursor, after_id, room + 1))
+                try:
+                    for row in rows:
+                        if room == 0:  # a further entry exists (room starts above 0)
+                            assert last is not None
+                            return VersionListPage(entries, prefixes, True, last[0], last[1])
+                        entries.append(_obj(row))
+                        last = (entries[-1].key, entries[-1].version_id)
+                        room -= 1
+                finally:
+                    rows.close()
+            while True:
+                op = ">=" if inclusive else ">"
+                sql = (f"SELECT {_OBJ_COLS} FROM objects INDEXED BY objects_versions "  # noqa: S608
+                       f"WHERE bucket=? AND key {op} ? " + ("AND key < ? " if upper is not None else "")
+                       + "ORDER BY key, id DESC LIMIT ?")
+                args: tuple[Any, ...] = (bucket, cursor, upper, room + 1) if upper is not None \
+                    else (bucket, cursor, room + 1)
+                rows = c.execute(sql, args)
+                regrouped = False
+                try:
+                    for row in rows:
+                        if room == 0:
+                            assert last is not None
+                            return VersionListPage(entries, prefixes, True, last[0], last[1])
+                        kb = bytes(row[2])
+                        i = kb.find(dlm, len(pfx)) if dlm else -1
+                        if i >= 0:
+                            cp = kb[: i + len(dlm)]
+                            prefixes.append(_ks(cp))
+                            last = (prefixes[-1], None)
+                            room -= 1
+                            nxt = prefix_end(cp)
+                            if nxt is None:
+                                return VersionListPage(entries, prefixes, False, None, None)
+                            cursor, inclusive, regrouped = nxt, True, True
+                            break
+                        entries.append(_obj(row))
+                        last = (entries[-1].key, entries[-1].version_id)
+                        room -= 1
+                finally:
+                    rows.close()
+                if not regrouped:
+                    return VersionListPage(entries, prefixes, False, None, None)
+
+        if max_keys <= 0:
+            return VersionListPage([], [], False, None, None)
+        return await self._read(q)
 
     # -- multipart --
     async def create_upload(self, upload: UploadRecord) -> None:

@@ -36,7 +36,7 @@ from coffre.settings import Settings
 
 # Importing the handler modules registers their operations.
 from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
-from coffre.s3.handlers import tagging  # noqa: F401  isort: skip
+from coffre.s3.handlers import tagging, versioning  # noqa: F401  isort: skip
 from coffre.s3.handlers import cors as cors_handlers, post_object  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coffre.core.errors import InvalidArgument, InvalidRequest
+from coffre.core.errors import CoffreError, InvalidArgument, InvalidRequest
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.objects import http_date
+from coffre.s3.handlers.versioning import delete_marker_headers
 from coffre.s3.xml import Doc
 
 ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
@@ -55,8 +56,12 @@ def _parts(ctx: Ctx, doc: Doc, obj: ObjectRecord) -> None:
 @operation("GetObjectAttributes")
 async def get_object_attributes(ctx: Ctx) -> web.StreamResponse:
     wanted = _requested(ctx)
-    obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"),
-                                               with_parts="ObjectParts" in wanted)
+    try:
+        obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"),
+                                                   with_parts="ObjectParts" in wanted)
+    except CoffreError as e:
+        delete_marker_headers(ctx, e)
+        raise
     rh = ctx.response_headers
     rh["Last-Modified"] = http_date(obj.last_modified)
     if obj.version_id != NULL_VERSION:

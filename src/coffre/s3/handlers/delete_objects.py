@@ -73,7 +73,11 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
     for o in outcomes:
         if o.error is None:
             if not quiet:
-                doc.open("Deleted").leaf("Key", o.key).leaf("VersionId", o.version_id).close("Deleted")
+                doc.open("Deleted").leaf("Key", o.key).leaf("VersionId", o.version_id)
+                if o.deleted.delete_marker:
+                    # The marker created (simple delete) or the marker version removed.
+                    doc.leaf("DeleteMarker", True).leaf("DeleteMarkerVersionId", o.deleted.version_id)
+                doc.close("Deleted")
             continue
         _, code = status_and_code(o.error)
         doc.open("Error").leaf("Key", o.key).leaf("VersionId", o.version_id)
