@@ -628,3 +628,119 @@ async def test_upload_tags_land_on_the_completed_object(meta: MetadataStore) -> 
     await meta.complete_upload("u1", final, pieces)
     got = await meta.get_object(b, "k", with_parts=True)
     assert got is not None and got.tags == {"t": "1", "e": ""}
+
+
+# -- versioning --
+
+async def test_set_bucket_versioning(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    got = await meta.get_bucket(b)
+    assert got is not None and got.versioning == ""
+    for status in ("Enabled", "Suspended", "Enabled"):
+        await meta.set_bucket_versioning(b, status)
+        got = await meta.get_bucket(b)
+        assert got is not None and got.versioning == status
+    with pytest.raises(NotFound):
+        await meta.set_bucket_versioning("no-such-bucket", "Enabled")
+
+
+async def test_delete_version(meta: MetadataStore) -> None:
+    b = await new_bucket(meta)
+    b1, b2 = blob_id(), blob_id()
+    await meta.put_object(obj(b, "k", "v1", blob=b1))
+    await meta.put_object(obj(b, "k", "v2", blob=b2))
+    await meta.put_object(obj(b, "k", "dm", delete_marker=True, size=0))
+    # Removing the latest delete marker brings the newest remaining version back.
+    removed, released = await meta.delete_version(b, "k", "dm")
+    assert removed is not None and removed.is_delete_marker and removed.version_id == "dm" and released == []
+    latest = await meta.get_object(b, "k")
+    assert latest is not None and latest.version_id == "v2" and latest.is_latest
+    removed, released = await meta.delete_version(b, "k", "v1")
+    assert removed is not None and not removed.is_delete_marker and released == [b1]
+    assert b1 in await garbage(meta)
+    assert await meta.delete_version(b, "k", "v1") == (None, [])
+    latest = await meta.get_object(b, "k")
+    assert latest is not None and latest.version_id == "v2"
+
+
+async def test_null_version_replaced_only(meta: MetadataStore) -> None:
+    """A "null" write replaces the null version wherever it is, and becomes the latest."""
+    b = await new_bucket(meta)
+    n1, v = blob_id(), blob_id()
+    await meta.put_object(obj(b, "k", "null", blob=n1))
+    await meta.put_object(obj(b, "k", "v1", blob=v))
+    released = await meta.put_object(obj(b, "k", "null", delete_marker=True, size=0))
+    assert released == [n1]
+    page = await meta.list_object_versions(b)
+    assert [(o.version_id, o.is_latest, o.is_delete_marker) for o in page.entries] == [
+        ("null", True, True), ("v1", False, False)]
+
+
+def version_reference(model: list[tuple[str, str]], prefix: str, delimiter: str) -> list[tuple[str, str]]:
+    """Entries (key, version) newest first per key, and ("prefix", p), in listing order."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for k, v in model:
+        if not k.startswith(prefix):
+            continue
+        i = k.find(delimiter, len(prefix)) if delimiter else -1
+        if i >= 0:
+            cp = k[: i + len(delimiter)]
+            if cp not in seen:
+                seen.add(cp)
+                out.append(("prefix", cp))
+            continue
+        out.append((k, v))
+    return out
+
+
+async def list_versions_all(meta: MetadataStore, bucket: str, prefix: str, delimiter: str,
+                            page_size: int) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    key_marker, version_marker = "", ""
+    for _ in range(10000):
+        page = await meta.list_object_versions(bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+                                               version_id_marker=version_marker, max_keys=page_size)
+        entries = [(o.key, o.version_id) for o in page.entries] + [("prefix", p) for p in page.common_prefixes]
+        # Stable: versions of a key keep their newest-first order.
+        entries.sort(key=lambda e: (e[1] if e[0] == "prefix" else e[0]).encode())
+        assert len(entries) <= page_size
+        got += entries
+        if not page.is_truncated:
+            assert page.next_key_marker is None and page.next_version_id_marker is None
+            return got
+        assert len(entries) == page_size
+        assert page.next_key_marker is not None
+        key_marker, version_marker = page.next_key_marker, page.next_version_id_marker or ""
+    raise AssertionError("listing did not end")
+
+
+async def test_list_object_versions_matches_reference(meta: MetadataStore) -> None:
+    rnd = random.Random(99)
+    b = await new_bucket(meta)
+    keys = ["a", "a/", "a/b", "a/b/c", "b/1", "b/2", "c", "é", "\U0001F600", "\uffff", "z/x/y"]
+    history: dict[str, list[str]] = {}
+    for n in range(90):
+        k = rnd.choice(keys)
+        v = "null" if rnd.random() < 0.2 else f"v{n:03d}"
+        if v in history.get(k, []):
+            history[k].remove(v)  # a null write replaces the null version and becomes the latest
+        history.setdefault(k, []).append(v)
+        await meta.put_object(obj(b, k, v, delete_marker=rnd.random() < 0.2, size=0))
+    model = [(k, v) for k in sorted(history, key=lambda s: s.encode()) for v in reversed(history[k])]
+    page = await meta.list_object_versions(b)
+    assert [(o.key, o.version_id) for o in page.entries] == model
+    latest = {k: vs[-1] for k, vs in history.items()}
+    assert all(o.is_latest == (latest[o.key] == o.version_id) for o in page.entries)
+    for prefix, delimiter in [("", ""), ("", "/"), ("a", "/"), ("a/", "/"), ("b", ""), ("zz", "/")]:
+        want = version_reference(model, prefix, delimiter)
+        for size in (1, 2, 3, 7, 1000):
+            assert await list_versions_all(meta, b, prefix, delimiter, size) == want, (prefix, delimiter, size)
+    # A version marker that no longer exists resumes at the next key.
+    k0 = model[0][0]
+    page = await meta.list_object_versions(b, key_marker=k0, version_id_marker="gone")
+    assert [(o.key, o.version_id) for o in page.entries] == [e for e in model if e[0].encode() > k0.encode()]
+    # A key marker alone starts after every version of that key.
+    page = await meta.list_object_versions(b, key_marker="a/b")
+    assert [(o.key, o.version_id) for o in page.entries] == [e for e in model if e[0].encode() > b"a/b"]
+    assert (await meta.list_object_versions(b, max_keys=0)).entries == []
