@@ -211,10 +211,14 @@ def test_version_id_validation(s3, vbucket):
 
 def test_pre_versioning_object_is_the_null_version(s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"old")
+    # An unversioned bucket shows no version id at all.
+    assert "VersionId" not in s3.head_object(Bucket=bucket, Key="k")
+    assert "VersionId" not in s3.get_object(Bucket=bucket, Key="k")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     try:
         v = s3.put_object(Bucket=bucket, Key="k", Body=b"new")["VersionId"]
-        assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"old"
+        got = s3.get_object(Bucket=bucket, Key="k", VersionId="null")
+        assert got["Body"].read() == b"old" and got["VersionId"] == "null"
         assert _versions(s3, bucket, "k") == [(v, True, False), ("null", False, False)]
     finally:
         for vid in ("null", v):
@@ -227,7 +231,10 @@ def test_suspended_bucket_null_semantics(s3, bucket):
     v1 = s3.put_object(Bucket=bucket, Key="k", Body=b"enabled")["VersionId"]
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     r = s3.put_object(Bucket=bucket, Key="k", Body=b"null-1")
-    assert r.get("VersionId") in (None, "null")
+    # AWS's PutObject answer in a suspended bucket carries no version id; GET and HEAD say "null".
+    assert "VersionId" not in r
+    assert s3.head_object(Bucket=bucket, Key="k")["VersionId"] == "null"
+    assert s3.get_object(Bucket=bucket, Key="k")["VersionId"] == "null"
     assert _versions(s3, bucket, "k") == [("null", True, False), (v1, False, False)]
     # A second write replaces the null version, and only it.
     s3.put_object(Bucket=bucket, Key="k", Body=b"null-2")
@@ -244,9 +251,8 @@ def test_suspended_bucket_null_semantics(s3, bucket):
     # Writing again replaces the null delete marker with a null version.
     s3.put_object(Bucket=bucket, Key="k", Body=b"null-3")
     assert _versions(s3, bucket, "k") == [("null", True, False), (v1, False, False)]
-    # Deleting a versioned key whose latest is not null keeps that version.
-    v2_bucket_state = s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    del v2_bucket_state
+    # A suspended delete whose latest version is not null keeps that version under the marker.
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     v2 = s3.put_object(Bucket=bucket, Key="k", Body=b"enabled-2")["VersionId"]
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     s3.delete_object(Bucket=bucket, Key="k")
@@ -289,8 +295,17 @@ def test_copy_by_version(s3, vbucket):
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=vbucket, Key="dst2", CopySource={"Bucket": vbucket, "Key": "src", "VersionId": marker})
     assert _error(e) == (400, "InvalidRequest")
+    up = s3.create_multipart_upload(Bucket=vbucket, Key="mp")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket=vbucket, Key="mp", UploadId=up, PartNumber=1,
+                            CopySource={"Bucket": vbucket, "Key": "src", "VersionId": marker})
+    assert _error(e) == (400, "InvalidRequest")
+    r = s3.upload_part_copy(Bucket=vbucket, Key="mp", UploadId=up, PartNumber=1,
+                            CopySource={"Bucket": vbucket, "Key": "src", "VersionId": v1})
+    assert r["CopySourceVersionId"] == v1
+    s3.abort_multipart_upload(Bucket=vbucket, Key="mp", UploadId=up)
     # Copying an old version onto its own key makes it the newest version.
-    r = s3.copy_object(Bucket=vbucket, Key="src", CopySource={"Bucket": vbucket, "Key": "src", "VersionId": v1})
+    s3.copy_object(Bucket=vbucket, Key="src", CopySource={"Bucket": vbucket, "Key": "src", "VersionId": v1})
     assert s3.get_object(Bucket=vbucket, Key="src")["Body"].read() == b"first"
 
 

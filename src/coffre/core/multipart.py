@@ -247,8 +247,7 @@ class MultipartService:
         bucket = await self.buckets.authorize(principal, bucket_name)
         check_part_number(part_number, self.settings.max_parts)
         upload = await self._upload(bucket.name, key, upload_id)
-        src = await self.objects.head_object(principal, source.bucket, source.key, source.version_id,
-                                             with_parts=True)
+        src = await self.objects.copy_source(principal, source.bucket, source.key, source.version_id)
         source.conditions.check(src.etag, src.last_modified, copy_source=True)
         if source.range is not None:
             start, end = parse_copy_range(source.range, src.size)

@@ -274,7 +274,13 @@ class ObjectService:
 
     async def head_object(self, principal: Principal, bucket_name: str, key: str,
                           version_id: str | None = None, with_parts: bool = False) -> ObjectRecord:
-        """The latest version or the one named.
+        """The latest version or the one named (see locate)."""
+        return (await self.locate(principal, bucket_name, key, version_id, with_parts))[0]
+
+    async def locate(self, principal: Principal, bucket_name: str, key: str, version_id: str | None = None,
+                     with_parts: bool = False) -> tuple[ObjectRecord, BucketRecord]:
+        """The latest version or the one named, and its bucket (whose versioning state decides
+        whether a "null" version id is shown: it is in a bucket that has ever been versioned).
 
         A delete marker answers as AWS does: NoSuchKey when it is the latest version,
         MethodNotAllowed when named by its id. Both errors carry ``delete_marker=True`` and
@@ -293,7 +299,16 @@ class ObjectService:
                                        marker_version_id=obj.version_id, last_modified=obj.last_modified)
             raise NoSuchKey(key=key, delete_marker=True, marker_version_id=obj.version_id,
                             last_modified=obj.last_modified)
-        return obj
+        return obj, bucket
+
+    async def copy_source(self, principal: Principal, bucket_name: str, key: str,
+                          version_id: str | None) -> ObjectRecord:
+        """The source of a copy (with its parts): a delete marker named by id is InvalidRequest."""
+        try:
+            return await self.head_object(principal, bucket_name, key, version_id, with_parts=True)
+        except MethodNotAllowed as e:
+            raise InvalidRequest("The source of a copy request may not specifically refer to a delete marker "
+                                 "by version id.") from e
 
     async def open(self, obj: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Plaintext of ``obj`` over [start, end); ``obj`` must carry its parts if multipart."""
@@ -379,11 +394,7 @@ class ObjectService:
         if req.directive not in METADATA_DIRECTIVES:
             raise InvalidArgument("Unknown metadata directive.", name="x-amz-metadata-directive",
                                   value=req.directive)
-        try:
-            src = await self.head_object(principal, src_bucket, src_key, src_version, with_parts=True)
-        except MethodNotAllowed as e:
-            raise InvalidRequest("The source of a copy request may not specifically refer to a delete marker "
-                                 "by version id.") from e
+        src = await self.copy_source(principal, src_bucket, src_key, src_version)
         src_conditions.check(src.etag, src.last_modified, copy_source=True)
         algo = req.checksum_algorithm or src.checksum_algorithm or checksums.DEFAULT_ALGORITHM
         same_key = src.bucket == bucket.name and src.key == dst_key and src.is_latest

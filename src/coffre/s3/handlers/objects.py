@@ -170,7 +170,8 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
     if part_number is not None and "range" in ctx.headers:
         raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
     try:
-        obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), with_parts=True)
+        obj, bucket = await ctx.coffre.objects.locate(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"),
+                                                      with_parts=True)
     except CoffreError as e:
         delete_marker_headers(ctx, e)
         raise
@@ -180,6 +181,9 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
         # A 304 carries the validators (the ETag comes from the error's fields).
         ctx.response_headers["Last-Modified"] = http_date(obj.last_modified)
         raise
+    if obj.version_id == NULL_VERSION and bucket.versioning:
+        # A bucket ever versioned shows its null version's id; an unversioned one shows none.
+        ctx.response_headers["x-amz-version-id"] = NULL_VERSION
     span: tuple[int, int] | None = None
     if part_number is not None:
         if obj.parts:
