@@ -26,17 +26,23 @@ class Server:
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # Every server has its own admin listener (metrics, health): servers run side by side.
+    admin_port: int = field(default_factory=free_port)
     log_path: str = ""
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
     def start(self, timeout: float = 30) -> Server:
         env = dict(os.environ)
         env.update({"COFFRE_ROOT_ACCESS_KEY": ACCESS_KEY, "COFFRE_ROOT_SECRET_KEY": SECRET_KEY,
                     "COFFRE_DATA_DIR": self.data_dir, "COFFRE_ADDRESS": f"127.0.0.1:{self.port}",
-                    "COFFRE_LOG_LEVEL": "WARNING"})
+                    "COFFRE_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}", "COFFRE_LOG_LEVEL": "WARNING"})
         env.update(self.env)
         self.log_path = os.path.join(os.path.dirname(self.data_dir.rstrip("/")) or ".",
                                      f"coffre-{self.port}.log")

@@ -10,11 +10,15 @@ import sys
 
 from aiohttp import web
 
+from coffre.admin.app import AdminApp
 from coffre.audit.trail import AuditTrail
+from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
 from coffre.core.coffre import Bootstrap, Coffre
-from coffre.crypto.keys import FileKeyProvider
+from coffre.crypto.keys import FileKeyProvider, KeyProvider
+from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
+from coffre.observability.instruments import Metrics
 from coffre.s3.app import S3App, make_server
 from coffre.settings import Settings
 from coffre.tlsconfig import optional_server_context
@@ -22,19 +26,26 @@ from coffre.tlsconfig import optional_server_context
 log = logging.getLogger("coffre")
 
 
-def build(settings: Settings) -> Coffre:
+def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     # Everything the server creates is private to its user whatever umask it was started
     # with (PostgreSQL does the same): SQLite's -wal/-shm files and the blob fan-out
     # directories are created by code that does not pass a mode.
     os.umask(0o077)
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-    return Coffre(settings, SQLiteMetadataStore(settings.meta_path), LocalBlobStore(settings.blob_dir),
-                  FileKeyProvider(settings.root_key_path))
+    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path)
+    blobs: BlobStore = LocalBlobStore(settings.blob_dir)
+    keys: KeyProvider = FileKeyProvider(settings.root_key_path)
+    if metrics is not None:  # timed at their interface, the backends untouched
+        meta = metrics.time_metadata(meta, MetadataStore)
+        blobs = metrics.time_blobs(blobs, BlobStore)
+        keys = metrics.time_keys(keys, KeyProvider)
+    return Coffre(settings, meta, blobs, keys)
 
 
-def announce(settings: Settings, boot: Bootstrap, scheme: str = "http") -> None:
+def announce(settings: Settings, boot: Bootstrap, scheme: str = "http", admin_scheme: str = "http") -> None:
     out = sys.stdout
     out.write(f"coffre listening on {scheme}://{settings.address} (data in {os.path.abspath(settings.data_dir)})\n")
+    out.write(f"admin listener (metrics, health) on {admin_scheme}://{settings.admin_address}\n")
     if boot.secret_key is not None:
         # Printed once, at creation: the secret is stored only encrypted and never shown again.
         out.write("Root credentials were generated (shown once, keep them safe):\n")
@@ -48,7 +59,10 @@ def announce(settings: Settings, boot: Bootstrap, scheme: str = "http") -> None:
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     # Before anything is created: a bad certificate or key stops the start with nothing changed.
     tls = optional_server_context(settings.tls_cert, settings.tls_key)
-    coffre = build(settings)
+    admin_tls = optional_server_context(settings.admin_tls_cert, settings.admin_tls_key,
+                                        ("admin_tls_cert", "admin_tls_key"))
+    metrics = Metrics()
+    coffre = build(settings, metrics)
     await coffre.open()
     boot = await coffre.bootstrap()
     coffre.start_gc()
@@ -58,26 +72,37 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     # Started before the listener: the first request is already recorded (or refused, when
     # the log cannot be written and audit_required is on).
     await audit.start()
-    server = make_server(S3App(coffre, settings, audit), access_log=None, keepalive_timeout=settings.keepalive_timeout)
+    metrics.watch_audit(audit.queue_depth, settings.audit_queue_size, audit.accepting_writes)
+    admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes).application(),
+                                 handle_signals=False, access_log=None, shutdown_timeout=5)
+    server = make_server(S3App(coffre, settings, audit, metrics), access_log=None,
+                         keepalive_timeout=settings.keepalive_timeout)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
+    await admin_runner.setup()
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024, ssl_context=tls)
-    await site.start()
-    announce(settings, boot, "https" if tls is not None else "http")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    if ready is not None:
-        ready.set()
     try:
+        # The admin listener first: when the S3 port answers, health and metrics do too. A port
+        # already taken stops the start here, with the audit log closed properly below.
+        await web.TCPSite(admin_runner, settings.admin_host, settings.admin_port, reuse_address=True,
+                          ssl_context=admin_tls).start()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024,
+                          ssl_context=tls).start()
+        announce(settings, boot, "https" if tls is not None else "http",
+                 "https" if admin_tls is not None else "http")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        if ready is not None:
+            ready.set()
         await stop.wait()
     finally:
         log.info("shutting down")
         await runner.cleanup()
+        await admin_runner.cleanup()
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
 

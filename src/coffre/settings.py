@@ -59,6 +59,15 @@ class Settings:
     tls_key: str | None = None
     # Log level: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
+    # Log lines as JSON objects ("json"), plain text ("text"), or "auto": text on a terminal, JSON otherwise.
+    log_format: str = "auto"
+    # The admin listener (metrics, health; the admin API later), as HOST:PORT.
+    admin_address: str = "127.0.0.1:9001"
+    # HTTPS for the admin listener, as tls_cert/tls_key for the S3 one.
+    admin_tls_cert: str | None = None
+    admin_tls_key: str | None = None
+    # Seconds each component has to answer a readiness probe (/health/ready).
+    ready_timeout: float = 2.0
     # Audit trail (docs/audit.md): refuse writes (503) when it cannot be written, or drop records.
     audit_required: bool = True
     # Records waiting to be written; when full, the log counts as unavailable.
@@ -80,6 +89,14 @@ class Settings:
     @property
     def port(self) -> int:
         return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def admin_host(self) -> str:
+        return self.admin_address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def admin_port(self) -> int:
+        return int(self.admin_address.rsplit(":", 1)[1])
 
     @property
     def meta_path(self) -> str:

@@ -61,7 +61,7 @@ def test_cli_flags_are_documented():
     text = DOC.read_text()
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     flags = [opt for a in serve._actions for opt in a.option_strings if opt.startswith("--") and opt != "--help"]
-    assert sorted(flags) == ["--address", "--config", "--data-dir", "--tls-cert", "--tls-key"]
+    assert sorted(flags) == ["--address", "--admin-address", "--config", "--data-dir", "--tls-cert", "--tls-key"]
     for flag in flags:
         assert f"`{flag}" in text, f"{flag} is not documented in docs/configuration.md"
 
@@ -133,10 +133,11 @@ def test_cli_refuses_to_start_on_unknown_toml_key(tmp_path: Path):
 
 def test_cli_flag_wins_over_environment_and_file(tmp_path: Path):
     """The real command: the address it listens on comes from --address, not env or file."""
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     cfg = _toml(tmp_path, f'address = "127.0.0.1:{ports[0]}"\ndata_dir = "{tmp_path / "toml-data"}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("COFFRE_")}
-    env.update({"COFFRE_ADDRESS": f"127.0.0.1:{ports[1]}", "COFFRE_ROOT_ACCESS_KEY": "AKCLITEST0000001",
+    env.update({"COFFRE_ADDRESS": f"127.0.0.1:{ports[1]}", "COFFRE_ADMIN_ADDRESS": f"127.0.0.1:{ports[3]}",
+                "COFFRE_ROOT_ACCESS_KEY": "AKCLITEST0000001",
                 "COFFRE_ROOT_SECRET_KEY": "cli-test-secret-0000000000"})
     proc = subprocess.Popen([sys.executable, "-m", "coffre", "serve", "--config", cfg,
                              "--address", f"127.0.0.1:{ports[2]}"], env=env, stdout=subprocess.PIPE,

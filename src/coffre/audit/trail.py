@@ -56,6 +56,10 @@ class AuditTrail:
                 log.error("audit log unavailable (queue full): %s", self._refusal())
             self._dropped += 1
 
+    def queue_depth(self) -> int:
+        """Records waiting to be written (the coffre_audit_queue_depth metric)."""
+        return self._queue.qsize()
+
     def _refusal(self) -> str:
         return "refusing writes" if self.required else "records are dropped (audit_required is off)"
 

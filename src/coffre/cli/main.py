@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from coffre import __version__
@@ -11,13 +10,15 @@ from coffre.cli import audit, devcert
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from coffre.observability.logs import configure_logging
     from coffre.server import run
     from coffre.settings import load_settings
 
     settings = load_settings(args.config, address=args.address, data_dir=args.data_dir,
-                             tls_cert=args.tls_cert, tls_key=args.tls_key)
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+                             tls_cert=args.tls_cert, tls_key=args.tls_key,
+                             admin_address=args.admin_address)
+    # JSON or text lines on stderr; the root secret and every signature are scrubbed on all handlers.
+    configure_logging(settings.log_level, settings.log_format, secrets=(settings.root_secret_key,))
     run(settings)
     return 0
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS only (env COFFRE_TLS_CERT)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert, mode 0600 (env COFFRE_TLS_KEY)")
+    p.add_argument("--admin-address",
+                   help="HOST:PORT of the admin listener: metrics, health (env COFFRE_ADMIN_ADDRESS, default 127.0.0.1:9001)")
     p.set_defaults(func=_serve)
     audit.add_parser(sub)
     devcert.add_parser(sub)

@@ -28,6 +28,8 @@ from coffre.core.errors import (
     ServiceUnavailable,
     SignatureDoesNotMatch,
 )
+from coffre.observability.instruments import Metrics
+from coffre.observability.logs import request_id_var
 from coffre.s3 import routing, sigv4
 from coffre.s3.context import HANDLERS, Ctx
 from coffre.s3.errors import status_and_code
@@ -64,15 +66,19 @@ def request_id() -> str:
 
 
 class S3App:
-    def __init__(self, coffre: Coffre, settings: Settings, audit: AuditTrail | None = None) -> None:
+    def __init__(self, coffre: Coffre, settings: Settings, audit: AuditTrail | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.coffre = coffre
         self.settings = settings
         self.audit = audit
+        self.metrics = metrics
         self.host_id = secrets.token_urlsafe(24)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         rid = request_id()
+        request_id_var.set(rid)  # every log line this request causes carries its id
         started = time.time()
+        timer = self.metrics.request_started() if self.metrics is not None else 0.0
         code: str | None = None  # the S3 error code, for the audit record
         ctx: Ctx | None = None
         method = request.method
@@ -109,8 +115,14 @@ class S3App:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = self.host_id
         response.headers.setdefault("Server", "coffre")
-        if self.audit is not None:  # after the commit; refused requests included
-            self.audit.record(s3_event(request, response, ctx, rid, started, code))
+        if self.audit is not None or self.metrics is not None:
+            event = s3_event(request, response, ctx, rid, started, code)
+            if self.audit is not None:  # after the commit; refused requests included
+                self.audit.record(event)
+            if self.metrics is not None:
+                self.metrics.request_done(timer, event.operation, event.status, event.bytes_in, event.bytes_out)
+        if log.isEnabledFor(logging.DEBUG):  # presigned signatures in it are scrubbed by the log's filter
+            log.debug("%s %s -> %d %s", method, request.raw_path, response.status, code or "")
         return response
 
     def _context(self, request: web.BaseRequest, rid: str) -> Ctx:
