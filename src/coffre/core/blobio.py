@@ -1,33 +1,34 @@
 """Streaming plaintext into encrypted blobs and back.
 
-Write: body chunks are gathered into batches; each batch is hashed (MD5 for
-the ETag, the requested checksum) and encrypted in one call, on a worker
-thread when it is large, inline when it is small (a thread hop costs more
-than hashing a few KiB). The blob store makes the ciphertext durable. Nothing
-is ever held beyond one batch.
+Write: body chunks are gathered into batches of about one MiB (a list of the
+pieces as they came, never a growing buffer). Each batch is handed to the blob
+store as one function that hashes it (MD5 for the ETag, the requested
+checksum) and encrypts it into one buffer; the store calls it on its writer
+thread right before writing the result, so a batch costs one thread hop, and
+the next batch is gathered meanwhile. Nothing is ever held beyond two batches.
 
-Read: only the segments overlapping the requested range are fetched and
-decrypted, in batches of about one MiB.
+Read: only the segments overlapping the requested range are fetched, and each
+batch is read and decrypted in the same worker call (small ranges inline, with
+no hop at all), straight into one buffer; a range is cut with a memoryview.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from coffre.blob.base import BlobStore, new_blob_id
+from coffre.blob.base import BlobStore, Buffer, Piece, new_blob_id
 from coffre.core.checksums import Checksum
 from coffre.core.errors import EntityTooLarge, IncompleteBody
 from coffre.core.keyring import Keyring
-from coffre.crypto.segments import TAG_SIZE, IntegrityError, SegmentDecryptor, SegmentEncryptor
+from coffre.crypto.segments import HEADER_SIZE, TAG_SIZE, IntegrityError, SegmentDecryptor, SegmentEncryptor
 
-BATCH = 1 << 20
-INLINE_LIMIT = 128 * 1024
-T = TypeVar("T")
+BATCH = 1 << 20  # plaintext gathered per write batch
+READ_BATCH = 1 << 20  # plaintext decrypted per read batch
+LARGE_READ_BATCH = 4 << 20  # ... when the range is larger than this: fewer hops and writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +41,21 @@ class StoredBlob:
 
 
 class _Writer:
-    """Hashes and encrypts batches; used from one task at a time."""
+    """Hashes and encrypts batches, one at a time and in order (the blob store runs them)."""
 
     def __init__(self, dek: bytes, blob_id: str, segment_size: int, checksum: Checksum | None) -> None:
         self.md5 = hashlib.md5()  # noqa: S324 - MD5 is the S3 ETag, not a security hash
         self.checksum = checksum
         self.enc = SegmentEncryptor(dek, blob_id, segment_size)
 
-    def process(self, data: bytes | bytearray) -> bytes:
-        self.md5.update(data)
-        if self.checksum is not None:
-            self.checksum.update(data)
-        out = self.enc.update(data)
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def finish(self, data: bytes | bytearray) -> bytes:
-        head = self.process(data) if data else b""
-        tail = self.enc.finish()
-        return head + b"".join(tail)
+    def process(self, chunks: Sequence[Buffer], final: bool) -> bytearray:
+        md5 = self.md5
+        checksum = self.checksum
+        for c in chunks:  # hashed where they lie: no copy
+            md5.update(c)
+            if checksum is not None:
+                checksum.update(c)
+        return self.enc.seal(chunks, final)
 
 
 class BlobIO:
@@ -65,12 +63,10 @@ class BlobIO:
         self.blobs = blobs
         self.keyring = keyring
         self.segment_size = segment_size
+        # Kept for callers that shut it down; the data path itself runs on the blob store's threads.
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-cpu")
 
-    async def _cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-
-    async def write(self, tenant_id: str, body: AsyncIterable[bytes], *, max_size: int,
+    async def write(self, tenant_id: str, body: AsyncIterable[Buffer], *, max_size: int,
                     expected_size: int | None = None, checksum: Checksum | None = None) -> StoredBlob:
         """Encrypt ``body`` into a new durable blob. Raises (and leaves nothing) on any failure."""
         tenant_key = await self.keyring.tenant_key(tenant_id)
@@ -79,33 +75,33 @@ class BlobIO:
         w = _Writer(dek, blob_id, self.segment_size, checksum)
         total = 0
 
-        async def ciphertext() -> AsyncIterator[bytes]:
+        async def batches() -> AsyncIterator[Piece]:
             nonlocal total
-            buf = bytearray()
+            batch: list[Buffer] = []
+            size = 0
             async for chunk in body:
                 if not chunk:
                     continue
-                total += len(chunk)
+                n = len(chunk)
+                total += n
                 if total > max_size:
                     raise EntityTooLarge(size=total, max=max_size)
                 if expected_size is not None and total > expected_size:
                     raise IncompleteBody("The request body is longer than its Content-Length.")
-                buf += chunk
-                if len(buf) >= BATCH:
-                    data, buf = buf, bytearray()
-                    yield await self._cpu(w.process, data)
+                batch.append(chunk)
+                size += n
+                if size >= BATCH:
+                    yield functools.partial(w.process, batch, False)
+                    batch, size = [], 0
             if expected_size is not None and total != expected_size:
                 raise IncompleteBody(expected=expected_size, received=total)
-            if len(buf) > INLINE_LIMIT:
-                yield await self._cpu(w.finish, buf)
-            else:
-                yield w.finish(buf)
+            yield functools.partial(w.process, batch, True)
 
-        await self.blobs.put(blob_id, ciphertext())
+        await self.blobs.put(blob_id, batches())
         return StoredBlob(blob_id, wrapped, total, w.md5.digest(), checksum)
 
     async def read(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
-                   start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+                   start: int = 0, end: int | None = None) -> AsyncIterator[bytearray | memoryview]:
         """Yield plaintext bytes [start, end) of one blob holding ``size`` plaintext bytes.
 
         Raises IntegrityError if the blob fails authentication or is shorter than
@@ -123,61 +119,39 @@ class BlobIO:
             dec.decrypt_span(0, 0, await self.blobs.read(blob_id, off, length))  # authenticates the empty final segment
             return
         first, last = dec.segments_for(start, end - start)
-        per_batch = max(1, BATCH // dec.seg)
+        seg = dec.seg
+        stride = self.stride(seg)
+        per_batch = max(1, (LARGE_READ_BATCH if end - start > LARGE_READ_BATCH else READ_BATCH) // seg)
         off, total = dec.ciphertext_span(first, last)
-        batch_bytes = per_batch * self.stride(dec.seg)
+
+        def open_run(pos: int, data: bytes) -> tuple[int, bytearray | memoryview]:
+            # Runs on the blob store's reader thread, right after the read: one hop per batch.
+            index = (pos - HEADER_SIZE) // stride
+            upto = min(last, index + per_batch - 1)
+            plain = dec.decrypt_span(index, upto, data)  # checks the run is whole
+            return index, self._cut(plain, seg, index, first, start, end)
+
         # One stream over the whole span rather than a read per batch: the blob is
         # opened once, so an overwrite that deletes it meanwhile does not cut this read
         # short (on POSIX an open file outlives its unlink).
-        stream = self.blobs.get(blob_id, off, total, chunk_size=batch_bytes)
         index = first
-        try:
-            async for data in _aligned(stream, batch_bytes):
-                if index > last:
-                    raise IntegrityError(f"blob {blob_id} is longer than its segments")
-                upto = min(last, index + per_batch - 1)
-                plain = await self._open(dec, index, upto, data)  # checks the batch is whole
-                yield self._cut(plain, dec.seg, index, first, start, end)
-                index = upto + 1
-            if index <= last:
-                raise IntegrityError(f"blob {blob_id} ends before segment {index}")
-        finally:
-            aclose = getattr(stream, "aclose", None)  # close the file now, not when collected
-            if aclose is not None:
-                await aclose()
-
-    async def _open(self, dec: SegmentDecryptor, first: int, last: int, data: bytes) -> bytes:
-        if len(data) > INLINE_LIMIT:
-            return await self._cpu(dec.decrypt_span, first, last, data)
-        return dec.decrypt_span(first, last, data)
+        async for at, chunk in self.blobs.get_mapped(blob_id, off, total, per_batch * stride, open_run):
+            if at != index or index > last:
+                raise IntegrityError(f"blob {blob_id} does not hold segment {index} where expected")
+            yield chunk
+            index = min(last, index + per_batch - 1) + 1
+        if index <= last:
+            raise IntegrityError(f"blob {blob_id} ends before segment {index}")
 
     @staticmethod
-    def _cut(plain: bytes, seg: int, index: int, first: int, start: int, end: int) -> bytes:
+    def _cut(plain: bytearray, seg: int, index: int, first: int, start: int, end: int) -> bytearray | memoryview:
         """Trim decrypted segments starting at ``index`` to the plaintext range [start, end)."""
         lo = start - index * seg if index == first else 0
         hi = end - index * seg
         if lo > 0 or hi < len(plain):
-            return plain[lo:hi]
+            return memoryview(plain)[lo:hi]  # a view, not a copy
         return plain
 
     @staticmethod
     def stride(segment_size: int) -> int:
         return segment_size + TAG_SIZE
-
-
-async def _aligned(pieces: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """Regroup ``pieces`` into runs of exactly ``size`` bytes (the last may be shorter).
-
-    A backend is free to return pieces of any length; decryption needs whole segments.
-    """
-    buf = bytearray()
-    async for piece in pieces:
-        if not buf and len(piece) == size:
-            yield piece  # the usual case: the backend honoured chunk_size
-            continue
-        buf += piece
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)

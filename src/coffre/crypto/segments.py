@@ -18,6 +18,7 @@ decrypts only the segments it overlaps.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -125,6 +126,52 @@ class SegmentEncryptor:
         self._index += 1
         return out
 
+    def seal(self, chunks: Sequence[bytes | bytearray | memoryview], final: bool) -> bytearray:
+        """Encrypt ``chunks`` into one contiguous buffer: the same bytes as ``update`` then
+        (when ``final``) ``finish`` would return, without a list of segments to join.
+
+        The pieces are joined once, together with what an earlier call held back, and every
+        segment is sealed straight into the output buffer (``encrypt_into``): one copy of the
+        plaintext per batch, none of the ciphertext.
+        """
+        carry = self._buf
+        if carry:
+            data: bytes | bytearray | memoryview = b"".join([carry, *chunks])
+        elif len(chunks) == 1:
+            data = chunks[0]
+        else:
+            data = b"".join(chunks)
+        mv = memoryview(data)
+        seg = self._seg
+        stride = seg + TAG_SIZE
+        total = len(mv)
+        n = (total - 1) // seg if total else 0  # whole segments that are surely not the final one
+        head = 0 if self._started else HEADER_SIZE
+        rest = total - n * seg
+        out = bytearray(head + n * stride + (rest + TAG_SIZE if final else 0))
+        om = memoryview(out)
+        if head:
+            om[:HEADER_SIZE] = header(seg)
+            self._started = True
+        enc = self._aead.encrypt_into
+        aad = _aad(self._blob_id, False)
+        o = head
+        index = self._index
+        for i in range(n):
+            enc(_nonce(index), mv[i * seg:(i + 1) * seg], aad, om[o:o + stride])
+            index += 1
+            o += stride
+        if final:
+            enc(_nonce(index), mv[n * seg:], _aad(self._blob_id, True), om[o:])
+            index += 1
+            self._buf = bytearray()
+        else:
+            self._buf = bytearray(mv[n * seg:])
+        self._index = index
+        om.release()
+        mv.release()
+        return out
+
 
 class SegmentDecryptor:
     """Decrypt whole segments of one blob by index."""
@@ -151,33 +198,49 @@ class SegmentDecryptor:
             return 0, 0
         return offset // self.seg, (offset + length - 1) // self.seg
 
-    def decrypt(self, first: int, data: bytes | memoryview) -> bytes:
+    def decrypt(self, first: int, data: bytes | bytearray | memoryview) -> bytearray:
         """Decrypt consecutive whole segments starting at index ``first``.
+
+        The plaintext of every segment is written straight into one output buffer
+        (``decrypt_into``): no per-segment bytes to join. Nothing of it is returned
+        unless every segment authenticated.
 
         Data that runs past the final segment is refused: a blob extended after
         its final segment is as corrupt as a truncated one.
         """
         stride = self.seg + TAG_SIZE
         mv = memoryview(data)
-        out = []
+        size = len(mv)
+        nseg = -(-size // stride)
+        out = bytearray(max(0, size - TAG_SIZE * nseg))
+        om = memoryview(out)
+        dec = self._aead.decrypt_into
         index = first
         pos = 0
+        o = 0
         try:
-            while pos < len(mv):
+            while pos < size:
                 if index >= self.count:
                     raise IntegrityError(f"data past the final segment ({self.count - 1})")
-                chunk = mv[pos:pos + stride]
-                final = index == self.count - 1
-                out.append(self._aead.decrypt(_nonce(index), chunk, _aad(self._blob_id, final)))
+                clen = min(stride, size - pos)
+                if clen < TAG_SIZE:
+                    raise IntegrityError(f"segment {index} is shorter than its tag")
+                plen = clen - TAG_SIZE
+                dec(_nonce(index), mv[pos:pos + clen], _aad(self._blob_id, index == self.count - 1),
+                    om[o:o + plen])
                 index += 1
-                pos += stride
+                pos += clen
+                o += plen
         except IntegrityError:
             raise
         except Exception as e:  # cryptography raises InvalidTag
             raise IntegrityError(f"segment {index} failed authentication") from e
-        return out[0] if len(out) == 1 else b"".join(out)
+        finally:
+            om.release()
+            mv.release()
+        return out
 
-    def decrypt_span(self, first: int, last: int, data: bytes | memoryview) -> bytes:
+    def decrypt_span(self, first: int, last: int, data: bytes | bytearray | memoryview) -> bytearray:
         """Decrypt segments first..last inclusive, which ``data`` must hold exactly.
 
         The length check is what catches a blob cut at a segment boundary: the
