@@ -9,12 +9,20 @@ from aiohttp import web
 
 from coffre.core import checksums
 from coffre.core.conditions import ReadConditions
-from coffre.core.errors import InvalidArgument, InvalidPartNumber, InvalidRange, InvalidRequest, NotModified
+from coffre.core.errors import (
+    CoffreError,
+    InvalidArgument,
+    InvalidPartNumber,
+    InvalidRange,
+    InvalidRequest,
+    NotModified,
+)
 from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.core.tagging import parse_header
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
 
 log = logging.getLogger("coffre.s3")
 
@@ -161,13 +169,21 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
     part_number = _part_number(ctx)
     if part_number is not None and "range" in ctx.headers:
         raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
-    obj = await ctx.coffre.objects.head_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), with_parts=True)
+    try:
+        obj, bucket = await ctx.coffre.objects.locate(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"),
+                                                      with_parts=True)
+    except CoffreError as e:
+        delete_marker_headers(ctx, e)
+        raise
     try:
         read_conditions(ctx).check(obj.etag, obj.last_modified)
     except NotModified:
         # A 304 carries the validators (the ETag comes from the error's fields).
         ctx.response_headers["Last-Modified"] = http_date(obj.last_modified)
         raise
+    if obj.version_id == NULL_VERSION and bucket.versioning:
+        # A bucket ever versioned shows its null version's id; an unversioned one shows none.
+        ctx.response_headers["x-amz-version-id"] = NULL_VERSION
     span: tuple[int, int] | None = None
     if part_number is not None:
         if obj.parts:
@@ -272,5 +288,5 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
 
 @operation("DeleteObject")
 async def delete_object(ctx: Ctx) -> web.StreamResponse:
-    await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"))
+    deleted_headers(ctx, await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId")))
     return ctx.empty(204)
