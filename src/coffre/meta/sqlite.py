@@ -688,7 +688,7 @@ class SQLiteMetadataStore(MetadataStore):
                     for row in rows:
                         if room == 0:
                             return ListPage(objects, prefixes, True, last)  # a further entry exists
-                        kb = bytes(row[0])
+                        kb = row[0]  # bytes: the key column is a BLOB
                         i = kb.find(dlm, len(pfx)) if dlm else -1
                         if i >= 0:
                             cp = kb[: i + len(dlm)]
@@ -701,7 +701,7 @@ class SQLiteMetadataStore(MetadataStore):
                             cursor, inclusive = nxt, True
                             regrouped = True
                             break
-                        last = _ks(kb)
+                        last = kb.decode("utf-8", "surrogatepass")
                         objects.append(ListEntry(last, *row[1:]))
                         room -= 1
                 finally:

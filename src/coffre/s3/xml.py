@@ -69,6 +69,11 @@ _XML_ILLEGAL = {i: f"&#x{i:X};" for i in range(0x20) if i not in (0x9, 0xA, 0xD)
 _SPECIAL = re.compile(r"[&<>\x00-\x1f]")
 
 
+def needs_escape(value: str) -> bool:
+    """Whether esc() would change ``value``: a listing asks once for the whole page."""
+    return _SPECIAL.search(value) is not None
+
+
 def esc(value: str) -> str:
     """Escape for XML text; control characters become character references as S3 emits them."""
     if _SPECIAL.search(value) is None:
