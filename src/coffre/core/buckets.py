@@ -45,6 +45,11 @@ class BucketService:
         self.meta = meta
 
     async def get(self, name: str) -> BucketRecord:
+        # Deliberately no in-process cache of bucket records: the metadata store answers
+        # this point read on the event loop in tens of microseconds (the thread hop it used
+        # to cost is gone), and a cache would serve a bucket that another gateway process
+        # sharing the database deleted, or that another tenant re-created under the same
+        # name, until it expired. Measured in docs/benchmarks.md ("Metadata fast paths").
         bucket = await self.meta.get_bucket(name)
         if bucket is None:
             raise NoSuchBucket(bucket=name)
