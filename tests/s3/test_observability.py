@@ -10,6 +10,8 @@ import http.client
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -320,3 +322,36 @@ def test_secrets_signatures_and_authorization_never_reach_the_log(srv: Server, c
         forbidden[f"signature in authorization header {i}"] = auth.rsplit("Signature=", 1)[-1]
     for what, needle in forbidden.items():
         assert needle not in text, f"{what} found in the server log"
+
+
+# -- the admin listener over TLS -----------------------------------------------------------
+
+def test_admin_listener_over_tls(tmp_path: Path):
+    certs = tmp_path / "certs"
+    made = subprocess.run([sys.executable, "-m", "coffre", "dev-cert", "--out", str(certs)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert made.returncode == 0, made
+    cert, key = str(certs / "coffre-dev.crt"), str(certs / "coffre-dev.key")
+    server = Server(str(tmp_path / "data"), env={"COFFRE_ADMIN_TLS_CERT": cert, "COFFRE_ADMIN_TLS_KEY": key}).start()
+    try:
+        r = requests.get(f"https://127.0.0.1:{server.admin_port}/health/ready", verify=cert, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "ready"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{server.admin_port}/health/live", timeout=10)
+        # The S3 listener keeps its own setting: plain HTTP here.
+        assert requests.get(server.endpoint + "/", timeout=10).status_code == 403
+        assert f"admin listener (metrics, health) on https://127.0.0.1:{server.admin_port}" \
+            in Path(server.log_path).read_text()
+    finally:
+        server.stop()
+
+
+def test_admin_tls_needs_both_files(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COFFRE_")}
+    env["COFFRE_ADMIN_TLS_CERT"] = str(tmp_path / "missing.crt")
+    proc = subprocess.run([sys.executable, "-m", "coffre", "serve", "--data-dir", str(tmp_path / "data"),
+                           "--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
+    assert proc.returncode == 2, proc
+    assert "admin_tls_cert and admin_tls_key" in proc.stderr
+    assert not (tmp_path / "data").exists()

@@ -133,3 +133,28 @@ def test_instrument_times_interface_methods_and_counts_errors():
     assert h.series[("fail",)].count == 1
     assert ("helper",) not in h.series
     assert errors.values == {("blob", "fail"): 1}
+
+
+def test_readiness_reports_each_failed_or_slow_component():
+    from coffre.observability.health import readiness
+
+    async def ok() -> None:
+        pass
+
+    async def broken() -> None:
+        raise OSError("blob directory is not writable")
+
+    async def hung() -> None:
+        await asyncio.sleep(30)
+
+    ready, doc = asyncio.run(readiness({"metadata": ok, "blob": broken, "key_provider": hung}, timeout=0.2))
+    assert not ready
+    assert doc["status"] == "not ready" and doc["failed"] == ["blob", "key_provider"]
+    comps = doc["components"]
+    assert comps["metadata"]["status"] == "ok"
+    assert comps["blob"]["error"] == "OSError: blob directory is not writable"
+    assert "no answer within 0.2 s" in comps["key_provider"]["error"]
+    assert comps["key_provider"]["seconds"] < 5
+    ready, doc = asyncio.run(readiness({"metadata": ok}, timeout=1))
+    assert ready and doc == {"status": "ready", "components": {"metadata": {"status": "ok",
+                                                                            "seconds": doc["components"]["metadata"]["seconds"]}}}
