@@ -334,9 +334,14 @@ class SQLiteMetadataStore(MetadataStore):
         if schedule:
             try:
                 self._writer_pool.submit(self._drain)
-            except BaseException:
+            except BaseException as exc:  # the store is closed: nobody will run the queue
                 with self._queue_lock:
+                    stranded = list(self._queue)
+                    self._queue.clear()
                     self._draining = False
+                for p in stranded:
+                    if p is not pending:
+                        p.done(None, exc)
                 raise
         return await pending.future
 
