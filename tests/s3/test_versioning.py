@@ -156,6 +156,7 @@ def test_delete_marker(s3, vbucket):
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=vbucket, Key="k", VersionId=marker)
     assert _error(e)[0] == 405 and _headers(e)["x-amz-delete-marker"] == "true"
+    assert _headers(e)["last-modified"].endswith(" GMT")
     # The old version is still there.
     assert s3.get_object(Bucket=vbucket, Key="k", VersionId=v1)["Body"].read() == b"one"
     assert _versions(s3, vbucket, "k") == [(marker, True, True), (v1, False, False)]

@@ -230,7 +230,8 @@ def _text(value: str) -> str:
 
 
 # Response headers a handler sets that S3 also returns on an error.
-_ERROR_HEADERS = ("x-amz-bucket-region", "x-amz-version-id", "x-amz-delete-marker", "Content-Range")
+_ERROR_HEADERS = ("x-amz-bucket-region", "x-amz-version-id", "x-amz-delete-marker", "Content-Range",
+                  "Last-Modified")  # Last-Modified: of the delete marker a 404 / 405 was caused by
 
 _EXTRA_TAGS = {
     "condition": "Condition", "max": "MaxSizeAllowed", "size": "ProposedSize", "access_key_id": "AWSAccessKeyId",

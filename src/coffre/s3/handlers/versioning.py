@@ -3,6 +3,8 @@ response headers every object operation shares about versions and delete markers
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 from aiohttp import web
 
 from coffre.core.errors import CoffreError, InvalidArgument, MalformedXML
@@ -22,6 +24,9 @@ def delete_marker_headers(ctx: Ctx, exc: CoffreError) -> None:
     version = exc.fields.get("marker_version_id")
     if isinstance(version, str):
         ctx.response_headers["x-amz-version-id"] = version
+    when = exc.fields.get("last_modified")
+    if isinstance(when, float):
+        ctx.response_headers["Last-Modified"] = formatdate(int(when), usegmt=True)
     if exc.code == "MethodNotAllowed":
         exc.fields.setdefault("method", ctx.request.method)
 
