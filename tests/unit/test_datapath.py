@@ -30,9 +30,9 @@ def sealed(data: bytes, cuts: list[int], batches: list[int], seg: int = SEG) -> 
     out = []
     i = 0
     for n in batches:
-        out.append(enc.seal(pieces[i:i + n], final=False))
+        out.append(bytes(enc.seal(pieces[i:i + n], final=False)))  # valid until the next call
         i += n
-    out.append(enc.seal(pieces[i:], final=True))
+    out.append(bytes(enc.seal(pieces[i:], final=True)))
     return b"".join(out)
 
 

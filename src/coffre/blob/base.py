@@ -75,7 +75,7 @@ class BlobStore(ABC):
         """
 
     async def get_mapped(self, blob_id: str, offset: int, length: int, chunk_size: int,
-                         fn: Callable[[int, bytes], T]) -> AsyncIterator[T]:
+                         fn: Callable[[int, Buffer], T]) -> AsyncIterator[T]:
         """Yield ``fn(pos, data)`` for consecutive runs ``data`` of [offset, offset+length) of
         exactly ``chunk_size`` bytes (the last run may be shorter, and is shorter still when the
         blob ends early), ``pos`` being the run's offset in the blob.
@@ -86,7 +86,7 @@ class BlobStore(ABC):
         """
         loop = asyncio.get_running_loop()
 
-        async def call(pos: int, data: bytes) -> T:
+        async def call(pos: int, data: Buffer) -> T:
             if len(data) > _MAP_INLINE:
                 return await loop.run_in_executor(None, fn, pos, data)
             return fn(pos, data)

@@ -189,7 +189,7 @@ class LocalBlobStore(BlobStore):
         return await self._run(rd)
 
     async def get_mapped(self, blob_id: str, offset: int, length: int, chunk_size: int,
-                         fn: Callable[[int, bytes], T]) -> AsyncIterator[T]:
+                         fn: Callable[[int, Buffer], T]) -> AsyncIterator[T]:
         if type(self).get is not LocalBlobStore.get:
             # A subclass that reshapes get() (tests do) is read through it.
             async for out in super().get_mapped(blob_id, offset, length, chunk_size, fn):
@@ -201,25 +201,45 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError as e:
             raise BlobNotFound(blob_id) from e
         loop = asyncio.get_running_loop()
+        end = offset + length
+
+        # One buffer the runs are read into, reused: only one worker uses it at a time, and
+        # fn (decryption) leaves nothing pointing into it. No fresh pages to fault in per run.
+        scratch = bytearray(min(chunk_size, length)) if length > INLINE_READ else None
+
+        def submit(at: int) -> asyncio.Future[tuple[T] | None]:
+            # One hop reads and transforms (decrypts) a run.
+            f = loop.run_in_executor(self._pool, _read_map, fd, at, min(chunk_size, end - at), fn, scratch)
+            f.add_done_callback(_observe)
+            return f
+
         inflight: asyncio.Future[tuple[T] | None] | None = None
         try:
-            pos, end = offset, offset + length
-            while pos < end:
-                n = min(chunk_size, end - pos)
-                if n <= INLINE_READ:
-                    res = _read_map(fd, pos, n, fn)
-                else:
-                    # One hop reads and transforms (decrypts) the run.
-                    inflight = loop.run_in_executor(self._pool, _read_map, fd, pos, n, fn)
-                    res = await asyncio.shield(inflight)
-                    inflight = None
+            pos = offset
+            if length <= INLINE_READ:
+                # Small: read (and decrypt) right here, cheaper than any hop.
+                while pos < end:
+                    res = _read_map(fd, pos, min(chunk_size, end - pos), fn)
+                    if res is None:
+                        break  # the blob ends early: the caller sees the runs missing
+                    yield res[0]
+                    pos += chunk_size
+                return
+            inflight = submit(pos)
+            while inflight is not None:
+                res = await asyncio.shield(inflight)
+                inflight = None
                 if res is None:
-                    break  # the blob ends early: the caller sees the runs missing
+                    break
+                pos += chunk_size
+                if pos < end:
+                    # The next run is read and decrypted while the caller sends this one.
+                    inflight = submit(pos)
                 yield res[0]
-                pos += n
         finally:
             if inflight is not None and not inflight.done():
-                # Cancelled while a worker reads fd: close it only once the worker is done.
+                # A worker still reads fd (cancelled, or a run prefetched for a reader that
+                # stopped): close it only once the worker is done.
                 inflight.add_done_callback(lambda _f: os.close(fd))
             else:
                 os.close(fd)
@@ -284,23 +304,34 @@ def _observe(f: asyncio.Future[Any]) -> None:
         f.exception()
 
 
-def _read_map(fd: int, pos: int, n: int, fn: Callable[[int, bytes], T]) -> tuple[T] | None:
-    """pread exactly ``n`` bytes (fewer only at the end of the file) and apply ``fn``.
+def _read_map(fd: int, pos: int, n: int, fn: Callable[[int, Buffer], T],
+              scratch: bytearray | None = None) -> tuple[T] | None:
+    """Read exactly ``n`` bytes at ``pos`` (fewer only at the end of the file) and apply ``fn``.
 
-    Returns None when nothing is left at ``pos``. A run cut short is still
-    handed to ``fn``, whose length check turns it into an error.
+    The bytes are read into ``scratch`` when given (``fn`` must not keep them). Returns None
+    when nothing is left at ``pos``. A run cut short is still handed to ``fn``, whose length
+    check turns it into an error.
     """
-    data = os.pread(fd, n, pos)
-    if not data:
-        return None
-    if len(data) < n:
-        parts = [data]
+    if scratch is None:
+        data = os.pread(fd, n, pos)
+        if not data:
+            return None
+        if len(data) == n:
+            return (fn(pos, data),)
+        scratch = bytearray(n)
+        scratch[:len(data)] = data
         got = len(data)
+    else:
+        got = 0
+    mv = memoryview(scratch)[:n]
+    try:
         while got < n:
-            more = os.pread(fd, n - got, pos + got)
-            if not more:
+            k = os.preadv(fd, [mv[got:]], pos + got)
+            if k == 0:
                 break
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return (fn(pos, data),)
+            got += k
+        if got == 0:
+            return None
+        return (fn(pos, mv[:got]),)
+    finally:
+        mv.release()

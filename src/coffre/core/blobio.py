@@ -28,7 +28,7 @@ from coffre.crypto.segments import HEADER_SIZE, TAG_SIZE, IntegrityError, Segmen
 
 BATCH = 1 << 20  # plaintext gathered per write batch
 READ_BATCH = 1 << 20  # plaintext decrypted per read batch
-LARGE_READ_BATCH = 4 << 20  # ... when the range is larger than this: fewer hops and writes
+LARGE_READ_BATCH = 2 << 20  # ... when the range is larger than this: fewer hops and writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class _Writer:
         self.checksum = checksum
         self.enc = SegmentEncryptor(dek, blob_id, segment_size)
 
-    def process(self, chunks: Sequence[Buffer], final: bool) -> bytearray:
+    def process(self, chunks: Sequence[Buffer], final: bool) -> memoryview:
         md5 = self.md5
         checksum = self.checksum
         for c in chunks:  # hashed where they lie: no copy
@@ -124,7 +124,7 @@ class BlobIO:
         per_batch = max(1, (LARGE_READ_BATCH if end - start > LARGE_READ_BATCH else READ_BATCH) // seg)
         off, total = dec.ciphertext_span(first, last)
 
-        def open_run(pos: int, data: bytes) -> tuple[int, bytearray | memoryview]:
+        def open_run(pos: int, data: Buffer) -> tuple[int, bytearray | memoryview]:
             # Runs on the blob store's reader thread, right after the read: one hop per batch.
             index = (pos - HEADER_SIZE) // stride
             upto = min(last, index + per_batch - 1)

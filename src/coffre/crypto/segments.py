@@ -74,7 +74,7 @@ class SegmentEncryptor:
     to be the final one.
     """
 
-    __slots__ = ("_aead", "_blob_id", "_seg", "_buf", "_index", "_started")
+    __slots__ = ("_aead", "_blob_id", "_seg", "_buf", "_index", "_started", "_in", "_out")
 
     def __init__(self, key: bytes, blob_id: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
         self._aead = AESGCM(key)
@@ -83,6 +83,8 @@ class SegmentEncryptor:
         self._buf = bytearray()
         self._index = 0
         self._started = False
+        self._in = bytearray()  # seal(): the batch gathered, reused
+        self._out = bytearray()  # seal(): its ciphertext, reused
 
     def _head(self, out: list[bytes]) -> None:
         if not self._started:
@@ -126,21 +128,27 @@ class SegmentEncryptor:
         self._index += 1
         return out
 
-    def seal(self, chunks: Sequence[bytes | bytearray | memoryview], final: bool) -> bytearray:
+    def seal(self, chunks: Sequence[bytes | bytearray | memoryview], final: bool) -> memoryview:
         """Encrypt ``chunks`` into one contiguous buffer: the same bytes as ``update`` then
         (when ``final``) ``finish`` would return, without a list of segments to join.
 
-        The pieces are joined once, together with what an earlier call held back, and every
-        segment is sealed straight into the output buffer (``encrypt_into``): one copy of the
-        plaintext per batch, none of the ciphertext.
+        The pieces are gathered once, together with what an earlier call held back, and every
+        segment is sealed straight into the output (``encrypt_into``). Both buffers belong to
+        this encryptor and are reused: the view returned is valid until the next call (the
+        caller writes it out at once), and a stream of batches faults in no fresh pages.
         """
         carry = self._buf
-        if carry:
-            data: bytes | bytearray | memoryview = b"".join([carry, *chunks])
-        elif len(chunks) == 1:
-            data = chunks[0]
+        if not carry and len(chunks) == 1:
+            data: bytes | bytearray | memoryview = chunks[0]
         else:
-            data = b"".join(chunks)
+            need = len(carry) + sum(len(c) for c in chunks)
+            if len(self._in) < need:
+                self._in = bytearray(need)
+            data = memoryview(self._in)[:need]
+            o = 0
+            for c in (carry, *chunks):
+                data[o:o + len(c)] = c
+                o += len(c)
         mv = memoryview(data)
         seg = self._seg
         stride = seg + TAG_SIZE
@@ -148,8 +156,10 @@ class SegmentEncryptor:
         n = (total - 1) // seg if total else 0  # whole segments that are surely not the final one
         head = 0 if self._started else HEADER_SIZE
         rest = total - n * seg
-        out = bytearray(head + n * stride + (rest + TAG_SIZE if final else 0))
-        om = memoryview(out)
+        size = head + n * stride + (rest + TAG_SIZE if final else 0)
+        if len(self._out) < size:
+            self._out = bytearray(size)
+        om = memoryview(self._out)[:size]
         if head:
             om[:HEADER_SIZE] = header(seg)
             self._started = True
@@ -168,9 +178,7 @@ class SegmentEncryptor:
         else:
             self._buf = bytearray(mv[n * seg:])
         self._index = index
-        om.release()
-        mv.release()
-        return out
+        return om
 
 
 class SegmentDecryptor:
