@@ -82,7 +82,9 @@ class Coffre(Server):
         port = free_port()
         env = dict(os.environ, COFFRE_ROOT_ACCESS_KEY=ACCESS_KEY, COFFRE_ROOT_SECRET_KEY=SECRET_KEY,
                    COFFRE_DATA_DIR=str(data), COFFRE_ADDRESS=f"127.0.0.1:{port}",
-                   COFFRE_LOG_LEVEL="WARNING")
+                   COFFRE_LOG_LEVEL="WARNING",
+                   # Any free port for the admin listener: another coffre may hold the default 9001.
+                   COFFRE_ADMIN_ADDRESS=os.environ.get("COFFRE_ADMIN_ADDRESS", "127.0.0.1:0"))
         log = open(root / "coffre.log", "ab")  # lives as long as the server
         self.proc = subprocess.Popen([client_python(), "-m", "coffre", "serve"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
