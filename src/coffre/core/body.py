@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+# A piece of payload: the protocol layer hands bytes, a copy source hands the buffers it decrypted.
+Chunk: TypeAlias = bytes | bytearray | memoryview
 
 
 class Body(Protocol):
@@ -14,7 +17,7 @@ class Body(Protocol):
     the payload turns out to be bad; the blob being written is then discarded.
     """
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[Chunk]: ...
 
     @property
     def trailers(self) -> Mapping[str, str]: ...
@@ -37,12 +40,12 @@ class BytesBody:
 
 
 class StreamBody:
-    """Wrap any async iterator of bytes as a Body without trailers."""
+    """Wrap any async iterator of byte buffers as a Body without trailers."""
 
-    def __init__(self, it: AsyncIterator[bytes]) -> None:
+    def __init__(self, it: AsyncIterator[Chunk]) -> None:
         self._it = it
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[Chunk]:
         return self._it
 
     @property

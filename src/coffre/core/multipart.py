@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from coffre.core import checksums
-from coffre.core.body import Body, StreamBody
+from coffre.core.body import Body, Chunk, StreamBody
 from coffre.core.buckets import BucketService
 from coffre.core.checksums import Checksum
 from coffre.core.conditions import ReadConditions
@@ -153,7 +153,7 @@ class _TeeChecksum:
         self._body = body
         self._checksum = checksum
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
         async for chunk in self._body:
             self._checksum.update(chunk)
             yield chunk

@@ -310,8 +310,11 @@ class ObjectService:
             raise InvalidRequest("The source of a copy request may not specifically refer to a delete marker "
                                  "by version id.") from e
 
-    async def open(self, obj: ObjectRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Plaintext of ``obj`` over [start, end); ``obj`` must carry its parts if multipart."""
+    async def open(self, obj: ObjectRecord, start: int = 0,
+                   end: int | None = None) -> AsyncIterator[bytearray | memoryview]:
+        """Plaintext of ``obj`` over [start, end); ``obj`` must carry its parts if multipart.
+
+        Every chunk is a buffer of its own (never reused), so a caller may keep it."""
         end = obj.size if end is None else end
         if obj.blob_id is not None:
             assert obj.dek is not None
