@@ -12,7 +12,7 @@ from coffre.core.cors import CorsRule
 from coffre.core.errors import CoffreError, CORSForbidden, MalformedXML
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
-from coffre.s3.handlers.delete_objects import _read_verified
+from coffre.s3.handlers.documents import read_verified
 from coffre.s3.xml import Doc
 
 log = logging.getLogger("coffre.s3")
@@ -76,7 +76,7 @@ def _rule(el: etree._Element) -> CorsRule:
 async def put_bucket_cors(ctx: Ctx) -> web.StreamResponse:
     await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
     # Like DeleteObjects, S3 requires a Content-MD5 (or a flexible checksum) on this call.
-    body = await _read_verified(ctx)
+    body = await read_verified(ctx)
     rules = parse_rules(body)
     cors.validate(rules)
     await cors.save(ctx.coffre.meta, ctx.b, rules)

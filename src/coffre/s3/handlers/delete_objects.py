@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
-from coffre.core.checksums import Checksum
-from coffre.core.errors import InvalidRequest, MalformedXML
-from coffre.core.objects import check_digests
+from coffre.core.errors import MalformedXML
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.errors import status_and_code
-from coffre.s3.handlers.objects import integrity
+from coffre.s3.handlers.documents import read_verified
 from coffre.s3.xml import Doc
-
-MISSING_DIGEST = "Missing required header for this request: Content-Md5"
-
-
-async def _read_verified(ctx: Ctx) -> bytes:
-    """The request body, refused unless a Content-MD5 or a flexible checksum vouches for it.
-
-    AWS requires one of them on every DeleteObjects so a corrupted body cannot delete the
-    wrong keys; the digest is checked before anything is parsed.
-    """
-    integ = integrity(ctx)
-    has_value = integ.checksum_value is not None or integ.checksum_in_trailer
-    if integ.content_md5 is None and not has_value:
-        raise InvalidRequest(MISSING_DIGEST)
-    limit = ctx.settings.max_xml_body
-    length = ctx.payload_length()
-    if length is not None and length > limit:
-        raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
-    md5 = hashlib.md5()  # noqa: S324 - Content-MD5 is what the protocol specifies
-    checksum = Checksum(integ.checksum_algorithm) if integ.checksum_algorithm and has_value else None
-    body = ctx.body()
-    out = bytearray()
-    async for chunk in body:
-        out += chunk
-        if len(out) > limit:
-            raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
-        md5.update(chunk)
-        if checksum is not None:
-            checksum.update(chunk)
-    check_digests(md5.digest(), checksum, integ, body.trailers)
-    return bytes(out)
 
 
 def _items(body: bytes, max_keys: int) -> tuple[list[tuple[str, str | None]], bool]:
@@ -66,7 +31,7 @@ def _items(body: bytes, max_keys: int) -> tuple[list[tuple[str, str | None]], bo
 
 @operation("DeleteObjects")
 async def delete_objects(ctx: Ctx) -> web.StreamResponse:
-    body = await _read_verified(ctx)
+    body = await read_verified(ctx)
     items, quiet = _items(body, ctx.settings.max_delete_objects)
     outcomes = await ctx.coffre.objects.delete_objects(ctx.p, ctx.b, items)
     doc = Doc("DeleteResult")

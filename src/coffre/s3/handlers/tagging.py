@@ -6,51 +6,23 @@ writes the ``<Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>`` 
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
-from coffre.core.checksums import Checksum
-from coffre.core.errors import InvalidRequest, MalformedXML, MissingRequestBodyError
-from coffre.core.objects import check_digests
+from coffre.core.errors import MalformedXML, MissingRequestBodyError
 from coffre.meta.records import NULL_VERSION
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
-from coffre.s3.handlers.objects import integrity
+from coffre.s3.handlers.documents import MISSING_DIGEST, read_verified
 from coffre.s3.xml import Doc
-
-MISSING_DIGEST = "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
 
 
 async def _read_document(ctx: Ctx, *, digest_required: bool) -> bytes:
-    """The request's (small) tagging document, checked against its Content-MD5 or checksum.
-
-    AWS demands a digest on PutBucketTagging, not on PutObjectTagging; either way a digest
-    that was sent must match before anything is parsed.
-    """
-    integ = integrity(ctx)
-    has_value = integ.checksum_value is not None or integ.checksum_in_trailer
-    if digest_required and integ.content_md5 is None and not has_value:
-        raise InvalidRequest(MISSING_DIGEST)
-    limit = ctx.settings.max_xml_body
-    length = ctx.payload_length()
-    if length is not None and length > limit:
-        raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
-    md5 = hashlib.md5()  # noqa: S324 - Content-MD5 is what the protocol specifies
-    checksum = Checksum(integ.checksum_algorithm) if integ.checksum_algorithm and has_value else None
-    body = ctx.body()
-    out = bytearray()
-    async for chunk in body:
-        out += chunk
-        if len(out) > limit:
-            raise InvalidRequest(f"The request body is too large (over {limit} bytes).")
-        md5.update(chunk)
-        if checksum is not None:
-            checksum.update(chunk)
-    check_digests(md5.digest(), checksum, integ, body.trailers)
+    """The tagging document. AWS demands a digest on PutBucketTagging, not on PutObjectTagging;
+    either way a digest that was sent must match before anything is parsed."""
+    out = await read_verified(ctx, missing=MISSING_DIGEST if digest_required else None)
     if not out.strip():
         raise MissingRequestBodyError()
-    return bytes(out)
+    return out
 
 
 def parse_tagging(body: bytes) -> list[tuple[str, str]]:
