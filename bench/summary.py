@@ -19,8 +19,12 @@ PEERS_EXCLUDED = {"coffre", "nginx"}
 
 
 def load(path: Path) -> list[dict]:
+    """The records of the LAST run in ``path``: a day's file collects every run of that day,
+    and medians must never mix runs of different code."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        records = [json.loads(line) for line in f if line.strip()]
+    starts = [i for i, r in enumerate(records) if r.get("kind") == "run"]
+    return records[starts[-1]:] if starts else records
 
 
 def fmt(v: float | None, nd: int = 1) -> str:
