@@ -21,6 +21,7 @@ from coffre.meta.records import (
     UploadRecord,
     WriteCondition,
 )
+from tests.listing_reference import reference
 
 
 def blob_id() -> str:
@@ -296,26 +297,6 @@ async def test_condition_failure_rolls_back_release(meta: MetadataStore) -> None
 
 
 # -- listing --
-
-def reference(keys: list[str], prefix: str, delimiter: str, after: str) -> list[tuple[str, str]]:
-    """What a listing holds, in order: ("key", k) and ("prefix", p) entries, per S3's rules."""
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    a = after.encode()
-    for k in sorted(keys, key=lambda s: s.encode()):
-        if not k.startswith(prefix):
-            continue
-        i = k.find(delimiter, len(prefix)) if delimiter else -1
-        if i >= 0:
-            cp = k[: i + len(delimiter)]
-            # A common prefix at or before the marker was listed before it.
-            if cp.encode() > a and cp not in seen:
-                seen.add(cp)
-                out.append(("prefix", cp))
-        elif k.encode() > a:
-            out.append(("key", k))
-    return out
-
 
 async def list_all(meta: MetadataStore, bucket: str, prefix: str, delimiter: str, page_size: int,
                    after: str = "") -> list[tuple[str, str]]:

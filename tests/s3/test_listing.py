@@ -10,30 +10,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import empty_bucket
+from tests.listing_reference import reference
 from tests.s3.test_buckets import raw
 
 TREE = ["a", "a/", "a/b", "a/b/c", "a/b/d", "a/c", "a//x", "ab", "b/1", "b/2", "b/3/x", "c-d--e", "c--f",
         "c-d-g", "d", "é", "z\uffff", "z\U0001F600", "Z", "z", "z+plus", "sp ace", "\u00ff", "\u0100/x",
         "q%20", "photos/2024/01/a.jpg", "photos/2024/02/b.jpg", "photos/2025/c.jpg", "photos/x.jpg"]
-
-
-def reference(keys: list[str], prefix: str, delimiter: str, after: str) -> list[tuple[str, str]]:
-    """The entries a listing holds, in UTF-8 byte order, per S3's rules."""
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    a = after.encode()
-    for k in sorted(keys, key=lambda s: s.encode()):
-        if not k.startswith(prefix):
-            continue
-        i = k.find(delimiter, len(prefix)) if delimiter else -1
-        if i >= 0:
-            cp = k[: i + len(delimiter)]
-            if cp.encode() > a and cp not in seen:  # a prefix at or before the marker was listed already
-                seen.add(cp)
-                out.append(("prefix", cp))
-        elif k.encode() > a:
-            out.append(("key", k))
-    return out
 
 
 def entries(r: dict) -> list[tuple[str, str]]:
