@@ -52,13 +52,23 @@ def s3(endpoint, credentials):
     return make_client(endpoint, credentials)
 
 
-@pytest.fixture
-def bucket(s3):
+def _fresh_bucket(s3):
     name = "t-" + uuid.uuid4().hex[:20]
     s3.create_bucket(Bucket=name)
     yield name
     empty_bucket(s3, name)
     s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def bucket(s3):
+    yield from _fresh_bucket(s3)
+
+
+@pytest.fixture
+def other_bucket(s3):
+    """A second fresh bucket, for cross-bucket tests."""
+    yield from _fresh_bucket(s3)
 
 
 def empty_bucket(s3, name: str) -> None:

@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import hashlib
 import os
-import uuid
 import zlib
 
 import pytest
@@ -21,17 +20,6 @@ SELF_COPY = ("This copy request is illegal because it is trying to copy an objec
 def _err(e: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
     r = e.value.response
     return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
-
-
-@pytest.fixture
-def other_bucket(s3):
-    from tests.conftest import empty_bucket
-
-    name = "t-" + uuid.uuid4().hex[:20]
-    s3.create_bucket(Bucket=name)
-    yield name
-    empty_bucket(s3, name)
-    s3.delete_bucket(Bucket=name)
 
 
 def test_copy_within_bucket_keeps_metadata(s3, bucket):
