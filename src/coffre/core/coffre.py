@@ -15,6 +15,8 @@ from coffre.core.blobio import BlobIO
 from coffre.core.buckets import BucketService
 from coffre.core.errors import AccountProblem, InvalidAccessKeyId
 from coffre.core.identity import Principal
+from coffre.core.access import AccessControl
+from coffre.core.iam import IamService
 from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
@@ -70,6 +72,8 @@ class Coffre:
         self.multipart = MultipartService(settings, meta, self.objects, self.buckets)
         self.tagging = TaggingService(meta, self.objects, self.buckets)
         self.versioning = VersioningService(meta, self.buckets)
+        self.access = AccessControl(meta)
+        self.iam = IamService(meta, self.keyring, self.forget_tenant)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
 
@@ -128,6 +132,12 @@ class Coffre:
             access_key_id=akid, tenant_id=tenant_id, principal=principal,
             wrapped_secret=self.keyring.wrap_secret(akid, secret), status="active", created_at=time.time()))
         self._creds.pop(akid, None)
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop every cached credential of a tenant (after a key, user or status change)."""
+        for akid in [k for k, (_, c) in self._creds.items() if c.principal.tenant_id == tenant_id]:
+            self._creds.pop(akid, None)
+        self.access.forget(tenant_id)
 
     # -- authentication support --
     async def credentials(self, access_key_id: str) -> Credentials:

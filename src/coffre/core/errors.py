@@ -239,6 +239,72 @@ class AccessDenied(CoffreError):
     message = "Access Denied"
 
 
+# Policies, ACLs, public access, quotas (issue #3)
+class MalformedPolicy(CoffreError):
+    message = "Policies must be valid JSON and the first byte must be '{'"
+
+
+class NoSuchBucketPolicy(CoffreError):
+    message = "The bucket policy does not exist"
+
+
+class NoSuchPublicAccessBlockConfiguration(CoffreError):
+    message = "The public access block configuration was not found"
+
+
+class OwnershipControlsNotFoundError(CoffreError):
+    message = "The bucket ownership controls were not found"
+
+
+class AccessControlListNotSupported(CoffreError):
+    message = "The bucket does not allow ACLs"
+
+
+class InvalidBucketAclWithObjectOwnership(CoffreError):
+    message = "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+
+
+class MalformedACLError(CoffreError):
+    message = "The XML you provided was not well-formed or did not validate against our published schema"
+
+
+class UnresolvableGrantByEmailAddress(CoffreError):
+    message = "The e-mail address you provided does not match any account on record."
+
+
+# The IAM API's errors (ErrorResponse/Error/Code); also what the admin API reports.
+class NoSuchEntity(CoffreError):
+    message = "The requested entity does not exist."
+
+
+class EntityAlreadyExists(CoffreError):
+    message = "The entity already exists."
+
+
+class DeleteConflict(CoffreError):
+    message = "Cannot delete an entity that is still in use."
+
+
+class MalformedPolicyDocument(CoffreError):
+    message = "The policy document is malformed."
+
+
+class LimitExceeded(CoffreError):
+    message = "A limit was exceeded."
+
+
+class ValidationError(CoffreError):
+    message = "A parameter is not valid."
+
+
+class QuotaExceeded(CoffreError):
+    message = "The quota of this tenant or bucket does not allow this write."
+
+
+class TooManyBuckets(CoffreError):
+    message = "You have attempted to create more buckets than allowed"
+
+
 class InvalidAccessKeyId(CoffreError):
     message = "The AWS Access Key Id you provided does not exist in our records."
 

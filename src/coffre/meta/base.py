@@ -8,6 +8,12 @@ from collections.abc import Sequence
 from coffre.meta.records import (
     AccessKeyRecord,
     BucketRecord,
+    GroupRecord,
+    OperatorRecord,
+    PolicyRecord,
+    QuotaRecord,
+    Usage,
+    UserRecord,
     ListPage,
     ObjectPartRecord,
     ObjectRecord,
@@ -56,10 +62,177 @@ class MetadataStore(ABC):
     @abstractmethod
     async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None: ...
 
+    # -- tenancy and identities (issue #3). Names of users, groups and policies are unique per
+    #    tenant case-insensitively; lookups by name are case-insensitive too. Every method that
+    #    takes a tenant_id sees that tenant only. --
+    @abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant, in name order."""
+
+    @abstractmethod
+    async def get_tenant_by_name(self, name: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def update_tenant(self, tenant: TenantRecord) -> None:
+        """Replace the tenant row (status, delete_after, public_access_block...). Raises NotFound."""
+
+    @abstractmethod
+    async def list_access_keys(self, tenant_id: str, principal: str | None = None) -> list[AccessKeyRecord]:
+        """The keys of a tenant (OPERATOR_TENANT: operators' keys), or of one principal in it,
+        oldest first."""
+
+    @abstractmethod
+    async def delete_access_key(self, access_key_id: str) -> None:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def create_user(self, user: UserRecord) -> None:
+        """Raises AlreadyExists."""
+
+    @abstractmethod
+    async def get_user(self, tenant_id: str, name: str) -> UserRecord | None: ...
+
+    @abstractmethod
+    async def list_users(self, tenant_id: str, path_prefix: str = "/") -> list[UserRecord]:
+        """Name order (case-insensitive)."""
+
+    @abstractmethod
+    async def update_user(self, user: UserRecord) -> None:
+        """Replace a user's path and tags (found by tenant and user_id). Raises NotFound."""
+
+    @abstractmethod
+    async def delete_user(self, tenant_id: str, name: str) -> None:
+        """Raises NotFound, or Conflict while it has access keys, inline or attached policies
+        or group memberships (IAM's DeleteConflict)."""
+
+    @abstractmethod
+    async def create_group(self, group: GroupRecord) -> None:
+        """Raises AlreadyExists."""
+
+    @abstractmethod
+    async def get_group(self, tenant_id: str, name: str) -> GroupRecord | None: ...
+
+    @abstractmethod
+    async def list_groups(self, tenant_id: str, path_prefix: str = "/") -> list[GroupRecord]: ...
+
+    @abstractmethod
+    async def delete_group(self, tenant_id: str, name: str) -> None:
+        """Raises NotFound, or Conflict while it has members or policies."""
+
+    @abstractmethod
+    async def add_user_to_group(self, tenant_id: str, group: str, user: str) -> None:
+        """Idempotent. Raises NotFound when either does not exist."""
+
+    @abstractmethod
+    async def remove_user_from_group(self, tenant_id: str, group: str, user: str) -> None:
+        """Raises NotFound when either does not exist or the user is not a member."""
+
+    @abstractmethod
+    async def list_group_members(self, tenant_id: str, group: str) -> list[UserRecord]: ...
+
+    @abstractmethod
+    async def list_groups_for_user(self, tenant_id: str, user: str) -> list[GroupRecord]: ...
+
+    @abstractmethod
+    async def put_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str, document: str) -> None:
+        """Create or replace the inline policy ``name`` of a user or group (kind "user" | "group").
+        Raises NotFound when the owner does not exist."""
+
+    @abstractmethod
+    async def get_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> str | None: ...
+
+    @abstractmethod
+    async def delete_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> None:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def list_inline_policies(self, tenant_id: str, kind: str, owner: str) -> list[str]:
+        """Policy names, in order."""
+
+    @abstractmethod
+    async def create_policy(self, policy: PolicyRecord) -> None:
+        """Raises AlreadyExists."""
+
+    @abstractmethod
+    async def get_policy(self, tenant_id: str, name: str) -> PolicyRecord | None: ...
+
+    @abstractmethod
+    async def list_policies(self, tenant_id: str) -> list[PolicyRecord]: ...
+
+    @abstractmethod
+    async def update_policy(self, policy: PolicyRecord) -> None:
+        """Replace the document, description and default_version. Raises NotFound."""
+
+    @abstractmethod
+    async def delete_policy(self, tenant_id: str, name: str) -> None:
+        """Raises NotFound, or Conflict while attached to anyone."""
+
+    @abstractmethod
+    async def attach_policy(self, tenant_id: str, kind: str, owner: str, policy: str) -> None:
+        """Attach managed policy ``policy`` to a user or group; idempotent. Raises NotFound."""
+
+    @abstractmethod
+    async def detach_policy(self, tenant_id: str, kind: str, owner: str, policy: str) -> None:
+        """Raises NotFound (also when it was not attached)."""
+
+    @abstractmethod
+    async def list_attached_policies(self, tenant_id: str, kind: str, owner: str) -> list[PolicyRecord]: ...
+
+    @abstractmethod
+    async def policy_attachment_count(self, tenant_id: str, policy: str) -> int: ...
+
+    @abstractmethod
+    async def identity_policies(self, tenant_id: str, user: str) -> list[str]:
+        """Every policy document that applies to a user, in one read for the request path:
+        its inline policies, its attached managed policies, and those of its groups."""
+
+    @abstractmethod
+    async def create_operator(self, operator: OperatorRecord) -> None:
+        """Raises AlreadyExists."""
+
+    @abstractmethod
+    async def get_operator(self, name: str) -> OperatorRecord | None: ...
+
+    @abstractmethod
+    async def list_operators(self) -> list[OperatorRecord]: ...
+
+    @abstractmethod
+    async def update_operator(self, operator: OperatorRecord) -> None:
+        """Replace the row (status, password, TOTP, failed logins, lock). Raises NotFound."""
+
+    # -- quotas and usage (enforced by the backend inside the committing transaction) --
+    @abstractmethod
+    async def set_quota(self, quota: QuotaRecord) -> None:
+        """Create or replace; a record whose limits are all None removes the quota."""
+
+    @abstractmethod
+    async def get_quota(self, scope: str, target: str) -> QuotaRecord | None: ...
+
+    @abstractmethod
+    async def bucket_usage(self, bucket: str) -> Usage: ...
+
+    @abstractmethod
+    async def tenant_usage(self, tenant_id: str) -> Usage:
+        """Summed over the tenant's buckets; ``buckets`` = how many it has."""
+
     # -- buckets --
     @abstractmethod
     async def create_bucket(self, bucket: BucketRecord) -> None:
-        """Raise AlreadyExists(owner_tenant_id) when the name is taken (names are global)."""
+        """Raise AlreadyExists(owner_tenant_id) when the name is taken (names are global), or
+        QuotaExceeded when the tenant's max_buckets quota is reached."""
+
+    @abstractmethod
+    async def set_bucket_policy(self, name: str, document: str | None) -> None:
+        """Store (None: remove) the bucket policy on the bucket row. Raises NotFound."""
+
+    @abstractmethod
+    async def set_bucket_access(self, name: str, document: str | None) -> None:
+        """Store (None: reset to defaults) the bucket's access document (ownership, Block
+        Public Access, ACL). Raises NotFound."""
+
+    @abstractmethod
+    async def set_object_acl(self, bucket: str, key: str, version_id: str | None, acl: str | None) -> str:
+        """Set the ACL of the latest (or given) version; returns its version id. Raises NotFound."""
 
     @abstractmethod
     async def get_bucket(self, name: str) -> BucketRecord | None: ...
@@ -105,6 +278,9 @@ class MetadataStore(ABC):
         when ``condition`` does not hold. Returns the blob ids no longer referenced,
         which the caller deletes once the commit is durable (they are also queued
         for garbage collection in the same transaction, so a crash loses nothing).
+        Raises QuotaExceeded when the bucket's or its tenant's bytes/objects quota would be
+        exceeded once the replaced version (if any) is accounted for; usage is updated in the
+        same transaction, so concurrent writers never overshoot.
         """
 
     @abstractmethod
@@ -177,8 +353,8 @@ class MetadataStore(ABC):
         """Atomically: commit ``obj`` made of ``parts``, delete the upload and its parts.
 
         Blobs of uploaded parts not used and of the replaced version are released and
-        returned (queued for GC). Raises NotFound when the upload is gone and
-        ConditionFailed when ``condition`` does not hold.
+        returned (queued for GC). Raises NotFound when the upload is gone,
+        ConditionFailed when ``condition`` does not hold and QuotaExceeded as put_object.
         """
 
     @abstractmethod

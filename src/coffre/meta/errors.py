@@ -25,3 +25,18 @@ class NotEmpty(MetaError):
 
 class ConditionFailed(MetaError):
     """A WriteCondition did not hold at commit time."""
+
+
+class Conflict(MetaError):
+    """The entity is still in use (a user with keys, a policy still attached...)."""
+
+
+class QuotaExceeded(MetaError):
+    """A write would take a tenant or bucket over a quota; nothing was written."""
+
+    def __init__(self, scope: str, target: str, limit: str, maximum: int) -> None:
+        super().__init__(f"{scope} {target}: {limit} quota of {maximum} reached")
+        self.scope = scope  # "tenant" | "bucket"
+        self.target = target
+        self.limit = limit  # "bytes" | "objects" | "buckets"
+        self.maximum = maximum

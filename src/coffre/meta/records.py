@@ -13,6 +13,10 @@ from typing import NamedTuple
 NULL_VERSION = "null"
 
 
+# The tenant_id of an operator's access key: operators belong to no tenant.
+OPERATOR_TENANT = ""
+
+
 @dataclass(frozen=True, slots=True)
 class TenantRecord:
     id: str
@@ -22,13 +26,17 @@ class TenantRecord:
     # The tenant's data-key-wrapping key, itself wrapped by the deployment root key.
     wrapped_key: bytes
     canonical_id: str
+    # When status is "deleting": the time after which its key may be destroyed (crypto-erasure).
+    delete_after: float | None = None
+    # Tenant-level Block Public Access, JSON {"BlockPublicAcls": bool, ...}; None = not set.
+    public_access_block: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AccessKeyRecord:
     access_key_id: str
-    tenant_id: str
-    principal: str  # user name inside the tenant; "root" for the tenant root
+    tenant_id: str  # OPERATOR_TENANT ("") for an operator's key
+    principal: str  # user name inside the tenant; "root" for the tenant root; operator name for operators
     # The secret, encrypted under the root key (SigV4 needs the secret itself,
     # so it cannot be hashed; it is never stored in plaintext).
     wrapped_secret: bytes
@@ -44,6 +52,11 @@ class BucketRecord:
     created_at: float
     versioning: str = ""  # "" (never enabled) | "Enabled" | "Suspended"
     object_lock: bool = False
+    # Read on every request, so kept on the bucket row rather than in bucket_configs:
+    policy: str | None = None  # the bucket policy document (JSON text as stored), None = none
+    # JSON {"ownership": "BucketOwnerEnforced"|"BucketOwnerPreferred"|"ObjectWriter",
+    #       "public_access_block": {...} | absent, "acl": [grants] | absent}; None = defaults.
+    access: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,7 @@ class ObjectRecord:
     is_delete_marker: bool = False
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # object tags (at most 10), key -> value
+    acl: str | None = None  # JSON list of grants; None = the owner's full control only
 
     @property
     def blob_ids(self) -> list[str]:
@@ -182,3 +196,73 @@ class VersionListPage:
     # version id returned (None when the page ended on a common prefix).
     next_key_marker: str | None
     next_version_id_marker: str | None
+
+
+# -- identities and access control (issue #3) --
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    tenant_id: str
+    name: str  # unique in its tenant, compared case-insensitively (as IAM does)
+    user_id: str  # "AIDA" + 17 upper-case letters/digits, stable for the user's life
+    created_at: float
+    path: str = "/"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    tenant_id: str
+    name: str  # unique in its tenant, case-insensitively
+    group_id: str  # "AGPA" + 17
+    created_at: float
+    path: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """A customer-managed policy of a tenant (one version: the current document)."""
+
+    tenant_id: str
+    name: str  # unique in its tenant
+    policy_id: str  # "ANPA" + 17
+    document: str  # JSON text as given
+    created_at: float
+    updated_at: float
+    path: str = "/"
+    description: str = ""
+    default_version: str = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRecord:
+    """A person or robot of the operator plane (never a tenant identity)."""
+
+    name: str
+    created_at: float
+    status: str = "active"  # "active" | "disabled"
+    password_hash: str | None = None  # argon2id PHC string; None = key-only operator
+    wrapped_totp: bytes | None = None  # TOTP seed encrypted under the root key
+    failed_logins: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRecord:
+    """Limits of a tenant (scope "tenant", target = tenant id) or a bucket (scope "bucket",
+    target = bucket name). None = unlimited. max_buckets applies to tenants only."""
+
+    scope: str
+    target: str
+    max_bytes: int | None = None
+    max_objects: int | None = None
+    max_buckets: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What is stored: every version that is not a delete marker counts (as AWS bills it)."""
+
+    bytes: int = 0
+    objects: int = 0
+    buckets: int = 0  # tenant usage only
