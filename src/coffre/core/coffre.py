@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 
 from coffre.blob.base import BlobStore
+from coffre.core.access import AccessControl
 from coffre.core.blobio import BlobIO
 from coffre.core.buckets import BucketService
 from coffre.core.errors import AccountProblem, InvalidAccessKeyId
-from coffre.core.identity import Principal
-from coffre.core.access import AccessControl
 from coffre.core.iam import IamService
+from coffre.core.identity import Principal
 from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
