@@ -24,26 +24,35 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import AlreadyExists, ConditionFailed, NotEmpty, NotFound
+from coffre.meta.errors import AlreadyExists, ConditionFailed, Conflict, NotEmpty, NotFound, QuotaExceeded
 from coffre.meta.records import (
     AccessKeyRecord,
     BucketRecord,
+    GroupRecord,
     ListEntry,
     ListPage,
     ObjectPartRecord,
     ObjectRecord,
+    OperatorRecord,
     PartRecord,
+    PolicyRecord,
+    QuotaRecord,
     TenantRecord,
     UploadListPage,
     UploadRecord,
+    Usage,
+    UserRecord,
     VersionListPage,
     WriteCondition,
 )
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# The version-1 schema, as every data directory before issue #3 has it. A fresh store
+# is created from it and then migrated like an old one, so the migrations below run on
+# every store and an upgrade path can never rot untested.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings(
     name TEXT PRIMARY KEY,
@@ -156,11 +165,141 @@ CREATE TABLE IF NOT EXISTS garbage(
 ) WITHOUT ROWID;
 """
 
+# Version 2 (issue #3): tenancy, identities, access control documents, quotas and usage.
+# Run statement by statement inside ONE transaction with the version bump (executescript
+# would commit on its own), so a crash leaves the store wholly at version 1 or at 2.
+_MIGRATION_2 = (
+    "ALTER TABLE tenants ADD COLUMN delete_after REAL",
+    "ALTER TABLE tenants ADD COLUMN public_access_block TEXT",
+    "ALTER TABLE buckets ADD COLUMN policy TEXT",
+    "ALTER TABLE buckets ADD COLUMN access TEXT",
+    "ALTER TABLE objects ADD COLUMN acl TEXT",
+    # Operators' keys belong to no tenant (tenant_id ''), so the foreign key to tenants
+    # goes: SQLite cannot drop a constraint, the table is rebuilt.
+    """CREATE TABLE access_keys_v2(
+        access_key_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        wrapped_secret BLOB NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "INSERT INTO access_keys_v2 SELECT access_key_id, tenant_id, principal, wrapped_secret, status, created_at "
+    "FROM access_keys",
+    "DROP TABLE access_keys",
+    "ALTER TABLE access_keys_v2 RENAME TO access_keys",
+    "CREATE INDEX access_keys_tenant ON access_keys(tenant_id, principal, created_at)",
+    # Users, groups and managed policies: lname is the lower-cased name, the identity
+    # (IAM names are unique case-insensitively); name keeps the case it was created with.
+    """CREATE TABLE users(
+        tenant_id TEXT NOT NULL,
+        lname TEXT NOT NULL,
+        name TEXT NOT NULL,
+        user_id TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        path TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, lname)
+    )""",
+    """CREATE TABLE groups(
+        tenant_id TEXT NOT NULL,
+        lname TEXT NOT NULL,
+        name TEXT NOT NULL,
+        group_id TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        path TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, lname)
+    )""",
+    """CREATE TABLE group_members(
+        tenant_id TEXT NOT NULL,
+        group_lname TEXT NOT NULL,
+        user_lname TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, group_lname, user_lname)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX group_members_user ON group_members(tenant_id, user_lname, group_lname)",
+    # owner: the lname of the user or group (kind 'user' | 'group').
+    """CREATE TABLE inline_policies(
+        tenant_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        document TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, kind, owner, name)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE policies(
+        tenant_id TEXT NOT NULL,
+        lname TEXT NOT NULL,
+        name TEXT NOT NULL,
+        policy_id TEXT NOT NULL UNIQUE,
+        document TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        path TEXT NOT NULL,
+        description TEXT NOT NULL,
+        default_version TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, lname)
+    )""",
+    """CREATE TABLE policy_attachments(
+        tenant_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        PRIMARY KEY(tenant_id, kind, owner, policy)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX policy_attachments_policy ON policy_attachments(tenant_id, policy)",
+    """CREATE TABLE operators(
+        name TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        password_hash TEXT,
+        wrapped_totp BLOB,
+        failed_logins INTEGER NOT NULL,
+        locked_until REAL NOT NULL
+    )""",
+    """CREATE TABLE quotas(
+        scope TEXT NOT NULL,
+        target TEXT NOT NULL,
+        max_bytes INTEGER,
+        max_objects INTEGER,
+        max_buckets INTEGER,
+        PRIMARY KEY(scope, target)
+    ) WITHOUT ROWID""",
+    # Usage, kept exact by every transaction that adds or removes a version: what a quota
+    # check reads, so it never sums the objects table on the write path.
+    """CREATE TABLE bucket_usage(
+        bucket TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        objects INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE tenant_usage(
+        tenant_id TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        objects INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "INSERT INTO bucket_usage SELECT b.name, "
+    "COALESCE(SUM(CASE WHEN o.is_delete_marker = 0 THEN o.size END), 0), "
+    "COUNT(CASE WHEN o.is_delete_marker = 0 THEN 1 END) "
+    "FROM buckets b LEFT JOIN objects o ON o.bucket = b.name GROUP BY b.name",
+    "INSERT INTO tenant_usage SELECT t.id, COALESCE(SUM(u.bytes), 0), COALESCE(SUM(u.objects), 0) "
+    "FROM tenants t LEFT JOIN buckets b ON b.tenant_id = t.id LEFT JOIN bucket_usage u ON u.bucket = b.name "
+    "GROUP BY t.id",
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2}
+
 _OBJ_COLS = (
     "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
     "owner, content_type, headers, user_meta, checksum_algorithm, checksum_value, checksum_type, "
-    "blob_id, dek, parts_count, storage_class, tags"
+    "blob_id, dek, parts_count, storage_class, tags, acl"
 )
+_TENANT_COLS = "id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block"
+_KEY_COLS = "access_key_id, tenant_id, principal, wrapped_secret, status, created_at"
+_BUCKET_COLS = "name, tenant_id, region, created_at, versioning, object_lock, policy, access"
+_USER_COLS = "tenant_id, name, user_id, created_at, path, tags"
+_GROUP_COLS = "tenant_id, name, group_id, created_at, path"
+_POLICY_COLS = "tenant_id, name, policy_id, document, created_at, updated_at, path, description, default_version"
+_OPERATOR_COLS = "name, created_at, status, password_hash, wrapped_totp, failed_logins, locked_until"
+_KINDS = ("user", "group")
 _UPLOAD_COLS = (
     "upload_id, bucket, key, tenant_id, owner, initiated, content_type, headers, user_meta, "
     "checksum_algorithm, checksum_type, storage_class, tags"
@@ -197,8 +336,44 @@ def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...]
         tenant_id=row[9], owner=row[10], content_type=row[11], headers=json.loads(row[12]),
         user_meta=json.loads(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
         checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
-        storage_class=row[20], tags=json.loads(row[21]), parts=parts,
+        storage_class=row[20], tags=json.loads(row[21]), acl=row[22], parts=parts,
     )
+
+
+def _tenant(row: tuple[Any, ...]) -> TenantRecord:
+    return TenantRecord(id=row[0], name=row[1], status=row[2], created_at=row[3], wrapped_key=bytes(row[4]),
+                        canonical_id=row[5], delete_after=row[6], public_access_block=row[7])
+
+
+def _key(row: tuple[Any, ...]) -> AccessKeyRecord:
+    return AccessKeyRecord(access_key_id=row[0], tenant_id=row[1], principal=row[2],
+                           wrapped_secret=bytes(row[3]), status=row[4], created_at=row[5])
+
+
+def _user(row: tuple[Any, ...]) -> UserRecord:
+    return UserRecord(tenant_id=row[0], name=row[1], user_id=row[2], created_at=row[3], path=row[4],
+                      tags=json.loads(row[5]))
+
+
+def _group(row: tuple[Any, ...]) -> GroupRecord:
+    return GroupRecord(tenant_id=row[0], name=row[1], group_id=row[2], created_at=row[3], path=row[4])
+
+
+def _policy(row: tuple[Any, ...]) -> PolicyRecord:
+    return PolicyRecord(tenant_id=row[0], name=row[1], policy_id=row[2], document=row[3], created_at=row[4],
+                        updated_at=row[5], path=row[6], description=row[7], default_version=row[8])
+
+
+def _operator(row: tuple[Any, ...]) -> OperatorRecord:
+    return OperatorRecord(name=row[0], created_at=row[1], status=row[2], password_hash=row[3],
+                          wrapped_totp=None if row[4] is None else bytes(row[4]), failed_logins=row[5],
+                          locked_until=row[6])
+
+
+def _kind(kind: str) -> str:
+    if kind not in _KINDS:
+        raise ValueError(f"policy owner kind must be 'user' or 'group', not {kind!r}")
+    return kind
 
 
 def _upload(row: tuple[Any, ...]) -> UploadRecord:
@@ -400,12 +575,31 @@ class SQLiteMetadataStore(MetadataStore):
             d = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(d, exist_ok=True)
             self._writer = self._connect()
-            self._writer.executescript(SCHEMA)
-            row = self._writer.execute("SELECT value FROM settings WHERE name='schema_version'").fetchone()
-            if row is None:
-                self._writer.execute("INSERT INTO settings VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(f"metadata schema {row[0]} is newer than this coffre ({SCHEMA_VERSION})")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='settings'").fetchone()
+                version = 0
+                if row is not None:
+                    row = conn.execute("SELECT value FROM settings WHERE name='schema_version'").fetchone()
+                    version = 0 if row is None else int(row[0])
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(f"metadata schema {version} is newer than this coffre ({SCHEMA_VERSION})")
+                if version == 0:
+                    for stmt in SCHEMA.split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+                    version = 1
+                # Every step and the version bump commit together: an interrupted upgrade
+                # leaves the store as it was, and the next open runs it again.
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for stmt in _MIGRATIONS[step]:
+                        conn.execute(stmt)
+                conn.execute("INSERT OR REPLACE INTO settings VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             try:
                 os.chmod(self.path, 0o600)
             except OSError:
@@ -440,36 +634,442 @@ class SQLiteMetadataStore(MetadataStore):
     async def create_tenant(self, tenant: TenantRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
             try:
-                c.execute("INSERT INTO tenants VALUES(?,?,?,?,?,?)", (
+                c.execute(f"INSERT INTO tenants({_TENANT_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
                     tenant.id, tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
-                    tenant.canonical_id))
+                    tenant.canonical_id, tenant.delete_after, tenant.public_access_block))
+            except sqlite3.IntegrityError as e:
+                raise AlreadyExists() from e
+            c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (tenant.id,))
+
+        await self._write(tx)
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_TENANT_COLS} FROM tenants WHERE id=?", (tenant_id,)).fetchone())
+        return None if row is None else _tenant(row)
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_TENANT_COLS} FROM tenants ORDER BY name").fetchall())
+        return [_tenant(r) for r in rows]
+
+    async def get_tenant_by_name(self, name: str) -> TenantRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_TENANT_COLS} FROM tenants WHERE name=?", (name,)).fetchone())
+        return None if row is None else _tenant(row)
+
+    async def update_tenant(self, tenant: TenantRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                n = c.execute("UPDATE tenants SET name=?, status=?, created_at=?, wrapped_key=?, canonical_id=?, "
+                              "delete_after=?, public_access_block=? WHERE id=?",
+                              (tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
+                               tenant.canonical_id, tenant.delete_after, tenant.public_access_block,
+                               tenant.id)).rowcount
+            except sqlite3.IntegrityError as e:  # renamed onto another tenant's name
+                raise AlreadyExists() from e
+            if n == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def put_access_key(self, key: AccessKeyRecord) -> None:
+        await self._write(lambda c: c.execute(
+            f"INSERT OR REPLACE INTO access_keys({_KEY_COLS}) VALUES(?,?,?,?,?,?)",
+            (key.access_key_id, key.tenant_id, key.principal, key.wrapped_secret, key.status, key.created_at)))
+
+    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_KEY_COLS} FROM access_keys WHERE access_key_id=?", (access_key_id,)).fetchone())
+        return None if row is None else _key(row)
+
+    async def list_access_keys(self, tenant_id: str, principal: str | None = None) -> list[AccessKeyRecord]:
+        args: tuple[str, ...]
+        if principal is None:
+            sql, args = (f"SELECT {_KEY_COLS} FROM access_keys WHERE tenant_id=? "
+                         "ORDER BY created_at, access_key_id"), (tenant_id,)
+        else:
+            sql, args = (f"SELECT {_KEY_COLS} FROM access_keys WHERE tenant_id=? AND principal=? "
+                         "ORDER BY created_at, access_key_id"), (tenant_id, principal)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_key(r) for r in rows]
+
+    async def delete_access_key(self, access_key_id: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM access_keys WHERE access_key_id=?", (access_key_id,)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    # -- users --
+    async def create_user(self, user: UserRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute("INSERT INTO users(tenant_id, lname, name, user_id, created_at, path, tags) "
+                          "VALUES(?,?,?,?,?,?,?)", (user.tenant_id, user.name.lower(), user.name, user.user_id,
+                                                    user.created_at, user.path, json.dumps(user.tags)))
             except sqlite3.IntegrityError as e:
                 raise AlreadyExists() from e
 
         await self._write(tx)
 
-    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        row = await self._read(lambda c: c.execute(
-            "SELECT id, name, status, created_at, wrapped_key, canonical_id FROM tenants WHERE id=?",
-            (tenant_id,)).fetchone())
+    async def get_user(self, tenant_id: str, name: str) -> UserRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_USER_COLS} FROM users WHERE tenant_id=? AND lname=?", (tenant_id, name.lower())).fetchone())
+        return None if row is None else _user(row)
+
+    async def list_users(self, tenant_id: str, path_prefix: str = "/") -> list[UserRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_USER_COLS} FROM users WHERE tenant_id=? ORDER BY lname", (tenant_id,)).fetchall())
+        return [_user(r) for r in rows if r[4].startswith(path_prefix)]
+
+    async def update_user(self, user: UserRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE users SET path=?, tags=? WHERE tenant_id=? AND user_id=?",
+                         (user.path, json.dumps(user.tags), user.tenant_id, user.user_id)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def delete_user(self, tenant_id: str, name: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            lname = name.lower()
+            row = c.execute("SELECT name FROM users WHERE tenant_id=? AND lname=?", (tenant_id, lname)).fetchone()
+            if row is None:
+                raise NotFound()
+            # Keys name their user as it was spelt at creation; compare case-insensitively too.
+            if (c.execute("SELECT 1 FROM access_keys WHERE tenant_id=? AND (principal=? OR lower(principal)=?) "
+                          "LIMIT 1", (tenant_id, row[0], lname)).fetchone()
+                    or c.execute("SELECT 1 FROM inline_policies WHERE tenant_id=? AND kind='user' AND owner=? "
+                                 "LIMIT 1", (tenant_id, lname)).fetchone()
+                    or c.execute("SELECT 1 FROM policy_attachments WHERE tenant_id=? AND kind='user' AND owner=? "
+                                 "LIMIT 1", (tenant_id, lname)).fetchone()
+                    or c.execute("SELECT 1 FROM group_members INDEXED BY group_members_user "
+                                 "WHERE tenant_id=? AND user_lname=? LIMIT 1", (tenant_id, lname)).fetchone()):
+                raise Conflict()
+            c.execute("DELETE FROM users WHERE tenant_id=? AND lname=?", (tenant_id, lname))
+
+        await self._write(tx)
+
+    # -- groups --
+    async def create_group(self, group: GroupRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute("INSERT INTO groups(tenant_id, lname, name, group_id, created_at, path) "
+                          "VALUES(?,?,?,?,?,?)", (group.tenant_id, group.name.lower(), group.name, group.group_id,
+                                                  group.created_at, group.path))
+            except sqlite3.IntegrityError as e:
+                raise AlreadyExists() from e
+
+        await self._write(tx)
+
+    async def get_group(self, tenant_id: str, name: str) -> GroupRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_GROUP_COLS} FROM groups WHERE tenant_id=? AND lname=?", (tenant_id, name.lower())).fetchone())
+        return None if row is None else _group(row)
+
+    async def list_groups(self, tenant_id: str, path_prefix: str = "/") -> list[GroupRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_GROUP_COLS} FROM groups WHERE tenant_id=? ORDER BY lname", (tenant_id,)).fetchall())
+        return [_group(r) for r in rows if r[4].startswith(path_prefix)]
+
+    async def delete_group(self, tenant_id: str, name: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            lname = name.lower()
+            if c.execute("SELECT 1 FROM groups WHERE tenant_id=? AND lname=?", (tenant_id, lname)).fetchone() is None:
+                raise NotFound()
+            if (c.execute("SELECT 1 FROM group_members WHERE tenant_id=? AND group_lname=? LIMIT 1",
+                          (tenant_id, lname)).fetchone()
+                    or c.execute("SELECT 1 FROM inline_policies WHERE tenant_id=? AND kind='group' AND owner=? "
+                                 "LIMIT 1", (tenant_id, lname)).fetchone()
+                    or c.execute("SELECT 1 FROM policy_attachments WHERE tenant_id=? AND kind='group' AND owner=? "
+                                 "LIMIT 1", (tenant_id, lname)).fetchone()):
+                raise Conflict()
+            c.execute("DELETE FROM groups WHERE tenant_id=? AND lname=?", (tenant_id, lname))
+
+        await self._write(tx)
+
+    @staticmethod
+    def _must_exist(c: sqlite3.Connection, tenant_id: str, kind: str, lname: str) -> None:
+        table = "users" if _kind(kind) == "user" else "groups"
+        if c.execute(f"SELECT 1 FROM {table} WHERE tenant_id=? AND lname=?",  # noqa: S608 - constant table
+                     (tenant_id, lname)).fetchone() is None:
+            raise NotFound()
+
+    async def add_user_to_group(self, tenant_id: str, group: str, user: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            self._must_exist(c, tenant_id, "group", group.lower())
+            self._must_exist(c, tenant_id, "user", user.lower())
+            c.execute("INSERT OR IGNORE INTO group_members VALUES(?,?,?)", (tenant_id, group.lower(), user.lower()))
+
+        await self._write(tx)
+
+    async def remove_user_from_group(self, tenant_id: str, group: str, user: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM group_members WHERE tenant_id=? AND group_lname=? AND user_lname=?",
+                         (tenant_id, group.lower(), user.lower())).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def list_group_members(self, tenant_id: str, group: str) -> list[UserRecord]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT u.tenant_id, u.name, u.user_id, u.created_at, u.path, u.tags FROM group_members m "
+            "JOIN users u ON u.tenant_id=m.tenant_id AND u.lname=m.user_lname "
+            "WHERE m.tenant_id=? AND m.group_lname=? ORDER BY u.lname", (tenant_id, group.lower())).fetchall())
+        return [_user(r) for r in rows]
+
+    async def list_groups_for_user(self, tenant_id: str, user: str) -> list[GroupRecord]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT g.tenant_id, g.name, g.group_id, g.created_at, g.path FROM group_members m "
+            "INDEXED BY group_members_user JOIN groups g ON g.tenant_id=m.tenant_id AND g.lname=m.group_lname "
+            "WHERE m.tenant_id=? AND m.user_lname=? ORDER BY g.lname", (tenant_id, user.lower())).fetchall())
+        return [_group(r) for r in rows]
+
+    # -- inline policies --
+    async def put_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str, document: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            self._must_exist(c, tenant_id, kind, owner.lower())
+            c.execute("INSERT OR REPLACE INTO inline_policies VALUES(?,?,?,?,?)",
+                      (tenant_id, kind, owner.lower(), name, document))
+
+        await self._write(tx)
+
+    async def get_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> str | None:
+        _kind(kind)
+        row = await self._point_read(lambda c: c.execute(
+            "SELECT document FROM inline_policies WHERE tenant_id=? AND kind=? AND owner=? AND name=?",
+            (tenant_id, kind, owner.lower(), name)).fetchone())
+        return None if row is None else str(row[0])
+
+    async def delete_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> None:
+        _kind(kind)
+
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM inline_policies WHERE tenant_id=? AND kind=? AND owner=? AND name=?",
+                         (tenant_id, kind, owner.lower(), name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def list_inline_policies(self, tenant_id: str, kind: str, owner: str) -> list[str]:
+        _kind(kind)
+        rows = await self._read(lambda c: c.execute(
+            "SELECT name FROM inline_policies WHERE tenant_id=? AND kind=? AND owner=? ORDER BY name",
+            (tenant_id, kind, owner.lower())).fetchall())
+        return [str(r[0]) for r in rows]
+
+    # -- managed policies --
+    async def create_policy(self, policy: PolicyRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(f"INSERT INTO policies(lname, {_POLICY_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                          (policy.name.lower(), policy.tenant_id, policy.name, policy.policy_id, policy.document,
+                           policy.created_at, policy.updated_at, policy.path, policy.description,
+                           policy.default_version))
+            except sqlite3.IntegrityError as e:
+                raise AlreadyExists() from e
+
+        await self._write(tx)
+
+    async def get_policy(self, tenant_id: str, name: str) -> PolicyRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_POLICY_COLS} FROM policies WHERE tenant_id=? AND lname=?",
+            (tenant_id, name.lower())).fetchone())
+        return None if row is None else _policy(row)
+
+    async def list_policies(self, tenant_id: str) -> list[PolicyRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_POLICY_COLS} FROM policies WHERE tenant_id=? ORDER BY lname", (tenant_id,)).fetchall())
+        return [_policy(r) for r in rows]
+
+    async def update_policy(self, policy: PolicyRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE policies SET document=?, description=?, default_version=?, updated_at=? "
+                         "WHERE tenant_id=? AND lname=?",
+                         (policy.document, policy.description, policy.default_version, policy.updated_at,
+                          policy.tenant_id, policy.name.lower())).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def delete_policy(self, tenant_id: str, name: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            lname = name.lower()
+            if c.execute("SELECT 1 FROM policies WHERE tenant_id=? AND lname=?", (tenant_id, lname)).fetchone() is None:
+                raise NotFound()
+            if c.execute("SELECT 1 FROM policy_attachments INDEXED BY policy_attachments_policy "
+                         "WHERE tenant_id=? AND policy=? LIMIT 1", (tenant_id, lname)).fetchone():
+                raise Conflict()
+            c.execute("DELETE FROM policies WHERE tenant_id=? AND lname=?", (tenant_id, lname))
+
+        await self._write(tx)
+
+    async def attach_policy(self, tenant_id: str, kind: str, owner: str, policy: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            self._must_exist(c, tenant_id, kind, owner.lower())
+            if c.execute("SELECT 1 FROM policies WHERE tenant_id=? AND lname=?",
+                         (tenant_id, policy.lower())).fetchone() is None:
+                raise NotFound()
+            c.execute("INSERT OR IGNORE INTO policy_attachments VALUES(?,?,?,?)",
+                      (tenant_id, kind, owner.lower(), policy.lower()))
+
+        await self._write(tx)
+
+    async def detach_policy(self, tenant_id: str, kind: str, owner: str, policy: str) -> None:
+        _kind(kind)
+
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM policy_attachments WHERE tenant_id=? AND kind=? AND owner=? AND policy=?",
+                         (tenant_id, kind, owner.lower(), policy.lower())).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def list_attached_policies(self, tenant_id: str, kind: str, owner: str) -> list[PolicyRecord]:
+        _kind(kind)
+        cols = ", ".join(f"p.{col.strip()}" for col in _POLICY_COLS.split(","))
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {cols} FROM policy_attachments a "  # noqa: S608 - constant column list
+            "JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
+            "WHERE a.tenant_id=? AND a.kind=? AND a.owner=? ORDER BY p.lname",
+            (tenant_id, kind, owner.lower())).fetchall())
+        return [_policy(r) for r in rows]
+
+    async def policy_attachment_count(self, tenant_id: str, policy: str) -> int:
+        row = await self._point_read(lambda c: c.execute(
+            "SELECT COUNT(*) FROM policy_attachments INDEXED BY policy_attachments_policy "
+            "WHERE tenant_id=? AND policy=?", (tenant_id, policy.lower())).fetchone())
+        return int(row[0])
+
+    # One read for the request path: the user's inline policies, its groups' inline policies,
+    # and the managed policies attached to it or to its groups (all primary-key or index seeks).
+    _IDENTITY_POLICIES = (
+        "SELECT document FROM inline_policies WHERE tenant_id=:t AND kind='user' AND owner=:u "
+        "UNION ALL "
+        "SELECT i.document FROM group_members m JOIN inline_policies i "
+        "ON i.tenant_id=m.tenant_id AND i.kind='group' AND i.owner=m.group_lname "
+        "WHERE m.tenant_id=:t AND m.user_lname=:u "
+        "UNION ALL "
+        "SELECT p.document FROM policy_attachments a JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
+        "WHERE a.tenant_id=:t AND a.kind='user' AND a.owner=:u "
+        "UNION ALL "
+        "SELECT p.document FROM group_members m JOIN policy_attachments a "
+        "ON a.tenant_id=m.tenant_id AND a.kind='group' AND a.owner=m.group_lname "
+        "JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
+        "WHERE m.tenant_id=:t AND m.user_lname=:u"
+    )
+
+    async def identity_policies(self, tenant_id: str, user: str) -> list[str]:
+        rows = await self._point_read(lambda c: c.execute(
+            self._IDENTITY_POLICIES, {"t": tenant_id, "u": user.lower()}).fetchall())
+        # A managed policy reached twice (attached to the user and to one of its groups)
+        # counts once; order is kept so evaluation is deterministic.
+        return list(dict.fromkeys(str(r[0]) for r in rows))
+
+    # -- operators --
+    async def create_operator(self, operator: OperatorRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(f"INSERT INTO operators({_OPERATOR_COLS}) VALUES(?,?,?,?,?,?,?)",
+                          (operator.name, operator.created_at, operator.status, operator.password_hash,
+                           operator.wrapped_totp, operator.failed_logins, operator.locked_until))
+            except sqlite3.IntegrityError as e:
+                raise AlreadyExists() from e
+
+        await self._write(tx)
+
+    async def get_operator(self, name: str) -> OperatorRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_OPERATOR_COLS} FROM operators WHERE name=?", (name,)).fetchone())
+        return None if row is None else _operator(row)
+
+    async def list_operators(self) -> list[OperatorRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_OPERATOR_COLS} FROM operators ORDER BY name").fetchall())
+        return [_operator(r) for r in rows]
+
+    async def update_operator(self, operator: OperatorRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE operators SET status=?, password_hash=?, wrapped_totp=?, failed_logins=?, "
+                         "locked_until=? WHERE name=?",
+                         (operator.status, operator.password_hash, operator.wrapped_totp, operator.failed_logins,
+                          operator.locked_until, operator.name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    # -- quotas and usage --
+    async def set_quota(self, quota: QuotaRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if quota.max_bytes is None and quota.max_objects is None and quota.max_buckets is None:
+                c.execute("DELETE FROM quotas WHERE scope=? AND target=?", (quota.scope, quota.target))
+            else:
+                c.execute("INSERT OR REPLACE INTO quotas VALUES(?,?,?,?,?)", (
+                    quota.scope, quota.target, quota.max_bytes, quota.max_objects, quota.max_buckets))
+
+        if quota.scope not in ("tenant", "bucket"):
+            raise ValueError(f"quota scope must be 'tenant' or 'bucket', not {quota.scope!r}")
+        await self._write(tx)
+
+    async def get_quota(self, scope: str, target: str) -> QuotaRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            "SELECT max_bytes, max_objects, max_buckets FROM quotas WHERE scope=? AND target=?",
+            (scope, target)).fetchone())
         if row is None:
             return None
-        return TenantRecord(id=row[0], name=row[1], status=row[2], created_at=row[3],
-                            wrapped_key=bytes(row[4]), canonical_id=row[5])
+        return QuotaRecord(scope=scope, target=target, max_bytes=row[0], max_objects=row[1], max_buckets=row[2])
 
-    async def put_access_key(self, key: AccessKeyRecord) -> None:
-        await self._write(lambda c: c.execute(
-            "INSERT OR REPLACE INTO access_keys VALUES(?,?,?,?,?,?)",
-            (key.access_key_id, key.tenant_id, key.principal, key.wrapped_secret, key.status, key.created_at)))
+    async def bucket_usage(self, bucket: str) -> Usage:
+        row = await self._point_read(lambda c: c.execute(
+            "SELECT bytes, objects FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone())
+        return Usage() if row is None else Usage(bytes=row[0], objects=row[1])
 
-    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
-        row = await self._read(lambda c: c.execute(
-            "SELECT access_key_id, tenant_id, principal, wrapped_secret, status, created_at "
-            "FROM access_keys WHERE access_key_id=?", (access_key_id,)).fetchone())
+    async def tenant_usage(self, tenant_id: str) -> Usage:
+        def q(c: sqlite3.Connection) -> Usage:
+            row = c.execute("SELECT bytes, objects FROM tenant_usage WHERE tenant_id=?", (tenant_id,)).fetchone()
+            n = c.execute("SELECT COUNT(*) FROM buckets WHERE tenant_id=?", (tenant_id,)).fetchone()[0]
+            return Usage(bytes=row[0] if row else 0, objects=row[1] if row else 0, buckets=int(n))
+
+        return await self._read(q)
+
+    @staticmethod
+    def _charge(c: sqlite3.Connection, bucket: str, d_bytes: int, d_objects: int) -> None:
+        """Add a change of stored versions to the bucket's and its tenant's usage, first
+        refusing it (QuotaExceeded, before anything is written) when it grows a total past a
+        quota. Runs inside the writer's transaction, so concurrent writers are serialised and
+        a quota is never overshot. A change that grows nothing is never refused.
+
+        Multipart parts of uploads in progress are not counted: usage is what is stored as
+        object versions (as AWS reports a bucket's size); the completed object counts.
+        """
+        if d_bytes == 0 and d_objects == 0:
+            return
+        row = c.execute("SELECT tenant_id FROM buckets WHERE name=?", (bucket,)).fetchone()
         if row is None:
-            return None
-        return AccessKeyRecord(access_key_id=row[0], tenant_id=row[1], principal=row[2],
-                               wrapped_secret=bytes(row[3]), status=row[4], created_at=row[5])
+            return
+        tenant_id = row[0]
+        if d_bytes > 0 or d_objects > 0:
+            for scope, target, max_bytes, max_objects in c.execute(
+                    "SELECT scope, target, max_bytes, max_objects FROM quotas "
+                    "WHERE (scope='bucket' AND target=?) OR (scope='tenant' AND target=?)",
+                    (bucket, tenant_id)).fetchall():
+                if max_bytes is None and max_objects is None:
+                    continue
+                if scope == "bucket":
+                    used = c.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
+                else:
+                    used = c.execute("SELECT bytes, objects FROM tenant_usage WHERE tenant_id=?",
+                                     (tenant_id,)).fetchone()
+                cur_bytes, cur_objects = used if used is not None else (0, 0)
+                if d_bytes > 0 and max_bytes is not None and cur_bytes + d_bytes > max_bytes:
+                    raise QuotaExceeded(scope, target, "bytes", max_bytes)
+                if d_objects > 0 and max_objects is not None and cur_objects + d_objects > max_objects:
+                    raise QuotaExceeded(scope, target, "objects", max_objects)
+        c.execute("UPDATE bucket_usage SET bytes=bytes+?, objects=objects+? WHERE bucket=?",
+                  (d_bytes, d_objects, bucket))
+        c.execute("UPDATE tenant_usage SET bytes=bytes+?, objects=objects+? WHERE tenant_id=?",
+                  (d_bytes, d_objects, tenant_id))
 
     # -- buckets --
     async def create_bucket(self, bucket: BucketRecord) -> None:
@@ -477,28 +1077,48 @@ class SQLiteMetadataStore(MetadataStore):
             row = c.execute("SELECT tenant_id FROM buckets WHERE name=?", (bucket.name,)).fetchone()
             if row is not None:
                 raise AlreadyExists(row[0])
-            c.execute("INSERT INTO buckets VALUES(?,?,?,?,?,?)", (
+            quota = c.execute("SELECT max_buckets FROM quotas WHERE scope='tenant' AND target=?",
+                              (bucket.tenant_id,)).fetchone()
+            if quota is not None and quota[0] is not None:
+                n = c.execute("SELECT COUNT(*) FROM buckets WHERE tenant_id=?", (bucket.tenant_id,)).fetchone()[0]
+                if n + 1 > quota[0]:
+                    raise QuotaExceeded("tenant", bucket.tenant_id, "buckets", quota[0])
+            c.execute(f"INSERT INTO buckets({_BUCKET_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
                 bucket.name, bucket.tenant_id, bucket.region, bucket.created_at, bucket.versioning,
-                int(bucket.object_lock)))
+                int(bucket.object_lock), bucket.policy, bucket.access))
+            c.execute("INSERT OR REPLACE INTO bucket_usage VALUES(?, 0, 0)", (bucket.name,))
+            c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (bucket.tenant_id,))
 
         await self._write(tx)
 
     @staticmethod
     def _bucket(row: tuple[Any, ...]) -> BucketRecord:
         return BucketRecord(name=row[0], tenant_id=row[1], region=row[2], created_at=row[3],
-                            versioning=row[4], object_lock=bool(row[5]))
+                            versioning=row[4], object_lock=bool(row[5]), policy=row[6], access=row[7])
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
         row = await self._point_read(lambda c: c.execute(
-            "SELECT name, tenant_id, region, created_at, versioning, object_lock FROM buckets WHERE name=?",
-            (name,)).fetchone())
+            f"SELECT {_BUCKET_COLS} FROM buckets WHERE name=?", (name,)).fetchone())
         return None if row is None else self._bucket(row)
 
     async def list_buckets(self, tenant_id: str) -> list[BucketRecord]:
         rows = await self._read(lambda c: c.execute(
-            "SELECT name, tenant_id, region, created_at, versioning, object_lock FROM buckets "
-            "WHERE tenant_id=? ORDER BY name", (tenant_id,)).fetchall())
+            f"SELECT {_BUCKET_COLS} FROM buckets WHERE tenant_id=? ORDER BY name", (tenant_id,)).fetchall())
         return [self._bucket(r) for r in rows]
+
+    async def set_bucket_policy(self, name: str, document: str | None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE buckets SET policy=? WHERE name=?", (document, name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    async def set_bucket_access(self, name: str, document: str | None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE buckets SET access=? WHERE name=?", (document, name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
 
     async def delete_bucket(self, name: str) -> None:
         def tx(c: sqlite3.Connection) -> None:
@@ -514,6 +1134,10 @@ class SQLiteMetadataStore(MetadataStore):
                 c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
             c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
             c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
+            # Empty, so its usage is zero and the tenant's total is unchanged; the bucket's
+            # quota goes with it (a new bucket of that name starts unlimited).
+            c.execute("DELETE FROM bucket_usage WHERE bucket=?", (name,))
+            c.execute("DELETE FROM quotas WHERE scope='bucket' AND target=?", (name,))
             c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
         await self._write(tx)
@@ -592,6 +1216,14 @@ class SQLiteMetadataStore(MetadataStore):
         return blob_ids
 
     @classmethod
+    def _remove_version(cls, c: sqlite3.Connection, bucket: str, object_id: int, blob_id: str | None,
+                        size: int, is_delete_marker: bool) -> list[str]:
+        """Drop a version for good and take it off the usage (never refused)."""
+        if not is_delete_marker:
+            cls._charge(c, bucket, -size, -1)
+        return cls._drop_row(c, object_id, blob_id)
+
+    @classmethod
     def _drop_row(cls, c: sqlite3.Connection, object_id: int, blob_id: str | None) -> list[str]:
         released = [blob_id] if blob_id else []
         released += [r[0] for r in c.execute("SELECT blob_id FROM object_parts WHERE object_id=?", (object_id,))]
@@ -604,18 +1236,25 @@ class SQLiteMetadataStore(MetadataStore):
                        parts: Sequence[ObjectPartRecord]) -> list[str]:
         key = _kb(obj.key)
         released: list[str] = []
-        same = c.execute("SELECT id, blob_id FROM objects WHERE bucket=? AND key=? AND version_id=?",
-                         (obj.bucket, key, obj.version_id)).fetchone()
+        same = c.execute("SELECT id, blob_id, size, is_delete_marker FROM objects "
+                         "WHERE bucket=? AND key=? AND version_id=?", (obj.bucket, key, obj.version_id)).fetchone()
+        # Usage change: the new version counts unless it is a delete marker; the version it
+        # replaces (same version id: the null version, an unversioned overwrite) stops counting.
+        d_bytes, d_objects = (0, 0) if obj.is_delete_marker else (obj.size, 1)
+        if same is not None and not same[3]:
+            d_bytes -= same[2]
+            d_objects -= 1
+        cls._charge(c, obj.bucket, d_bytes, d_objects)  # raises QuotaExceeded before any write
         if same is not None:
             released += cls._drop_row(c, same[0], same[1])
         c.execute("UPDATE objects SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (obj.bucket, key))
         cur = c.execute(
-            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (obj.bucket, key, obj.version_id, int(obj.is_delete_marker), obj.size, obj.etag,
              obj.last_modified, obj.tenant_id, obj.owner, obj.content_type, json.dumps(obj.headers),
              json.dumps(obj.user_meta), obj.checksum_algorithm, obj.checksum_value, obj.checksum_type,
              obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class,
-             json.dumps(obj.tags)))
+             json.dumps(obj.tags), obj.acl))
         if parts:
             oid = cur.lastrowid
             c.executemany("INSERT INTO object_parts VALUES(?,?,?,?,?,?,?)",
@@ -644,14 +1283,29 @@ class SQLiteMetadataStore(MetadataStore):
 
         return await self._write(tx)
 
+    async def set_object_acl(self, bucket: str, key: str, version_id: str | None, acl: str | None) -> str:
+        def tx(c: sqlite3.Connection) -> str:
+            if version_id is None:
+                row = c.execute("SELECT id, version_id, is_delete_marker FROM objects "
+                                "WHERE bucket=? AND key=? AND is_latest=1", (bucket, _kb(key))).fetchone()
+            else:
+                row = c.execute("SELECT id, version_id, is_delete_marker FROM objects "
+                                "WHERE bucket=? AND key=? AND version_id=?", (bucket, _kb(key), version_id)).fetchone()
+            if row is None or row[2]:
+                raise NotFound()
+            c.execute("UPDATE objects SET acl=? WHERE id=?", (acl, row[0]))
+            return str(row[1])
+
+        return await self._write(tx)
+
     async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
         def tx(c: sqlite3.Connection) -> list[str]:
             kb = _kb(key)
-            row = c.execute("SELECT id, blob_id, is_latest FROM objects WHERE bucket=? AND key=? AND version_id=?",
-                            (bucket, kb, version_id)).fetchone()
+            row = c.execute("SELECT id, blob_id, is_latest, size, is_delete_marker FROM objects "
+                            "WHERE bucket=? AND key=? AND version_id=?", (bucket, kb, version_id)).fetchone()
             if row is None:
                 return []
-            released = self._drop_row(c, row[0], row[1])
+            released = self._remove_version(c, bucket, row[0], row[1], row[3], bool(row[4]))
             if row[2]:
                 # The newest remaining version becomes the latest one.
                 c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
@@ -739,7 +1393,7 @@ class SQLiteMetadataStore(MetadataStore):
                             (bucket, kb, version_id)).fetchone()
             if row is None:
                 return None, []
-            released = self._drop_row(c, row[0], row[17])
+            released = self._remove_version(c, bucket, row[0], row[17], row[6], bool(row[5]))
             if row[4]:
                 # The newest remaining version becomes the latest one.
                 c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
