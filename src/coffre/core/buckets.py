@@ -15,11 +15,12 @@ from coffre.core.errors import (
     InvalidArgument,
     InvalidLocationConstraint,
     NoSuchBucket,
+    TooManyBuckets,
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_bucket_name
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import AlreadyExists, NotEmpty, NotFound
+from coffre.meta.errors import AlreadyExists, NotEmpty, NotFound, QuotaExceeded
 from coffre.meta.records import BucketRecord, ListPage
 from coffre.settings import Settings
 
@@ -104,6 +105,9 @@ class BucketService:
                 # us-east-1 (and only there); the bucket is left as it is.
                 return existing
             raise BucketAlreadyOwnedByYou(bucket=name) from e
+        except QuotaExceeded as e:
+            raise TooManyBuckets(f"You have attempted to create more buckets than allowed: the tenant "
+                                 f"quota is {e.maximum} buckets.") from e
         return record
 
     async def delete_bucket(self, principal: Principal, name: str) -> None:

@@ -38,10 +38,10 @@ from coffre.core.errors import (
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
-from coffre.core.objects import DEFAULT_CONTENT_TYPE, Integrity, ObjectService, WriteMeta
+from coffre.core.objects import DEFAULT_CONTENT_TYPE, Integrity, ObjectService, WriteMeta, quota_exceeded
 from coffre.core.ranges import parse_copy_range
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import ConditionFailed, NotFound
+from coffre.meta.errors import ConditionFailed, NotFound, QuotaExceeded
 from coffre.meta.records import (
     ObjectPartRecord,
     ObjectRecord,
@@ -328,6 +328,8 @@ class MultipartService:
                 # No condition was asked: a part listed was replaced by a concurrent UploadPart.
                 raise InvalidPart(upload_id=upload_id) from e
             raise ConditionalRequestConflict() from e
+        except QuotaExceeded as e:  # the upload stays: the client may abort it or free space and retry
+            raise quota_exceeded(e) from e
         await self.objects.release(released)
         return obj
 

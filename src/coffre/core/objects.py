@@ -34,6 +34,7 @@ from coffre.core.errors import (
     NoSuchVersion,
     NotImplementedOperation,
     PreconditionFailed,
+    QuotaExceeded,
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
@@ -41,8 +42,18 @@ from coffre.core.tagging import MAX_OBJECT_TAGS, check_tags, copy_tags
 from coffre.core.versioning import ENABLED, check_version_id, new_version_id, well_formed
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import ConditionFailed
+from coffre.meta.errors import QuotaExceeded as MetaQuotaExceeded
 from coffre.meta.records import NULL_VERSION, BucketRecord, ObjectRecord, WriteCondition
 from coffre.settings import Settings
+
+
+def quota_exceeded(e: MetaQuotaExceeded) -> QuotaExceeded:
+    """The domain error for a write the store refused: which quota, and its limit (never
+    the usage or the tenant's id, which a writer from another tenant must not learn)."""
+    unit = "bytes" if e.limit == "bytes" else "objects"
+    return QuotaExceeded(f"The {e.scope} quota of {e.maximum} {unit} would be exceeded by this write.",
+                         scope=e.scope, limit=e.limit, maximum=e.maximum)
+
 
 # System headers stored with an object and returned on GET/HEAD, canonical case.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
@@ -213,6 +224,9 @@ class ObjectService:
             await self._drop(new_blobs)
             # The precondition held when the request started; a concurrent write changed it.
             raise ConditionalRequestConflict() from e
+        except MetaQuotaExceeded as e:
+            await self._drop(new_blobs)
+            raise quota_exceeded(e) from e
         except BaseException:
             await self._drop(new_blobs)
             raise
