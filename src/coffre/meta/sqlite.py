@@ -943,20 +943,23 @@ class SQLiteMetadataStore(MetadataStore):
         return int(row[0])
 
     # One read for the request path: the user's inline policies, its groups' inline policies,
-    # and the managed policies attached to it or to its groups (all primary-key or index seeks).
+    # and the managed policies attached to it or to its groups. CROSS JOIN fixes the join
+    # order (SQLite never reorders it): from the user's memberships outwards, so every step
+    # is a seek and the cost follows what applies to this user, never the tenant's size.
     _IDENTITY_POLICIES = (
         "SELECT document FROM inline_policies WHERE tenant_id=:t AND kind='user' AND owner=:u "
         "UNION ALL "
-        "SELECT i.document FROM group_members m JOIN inline_policies i "
+        "SELECT i.document FROM group_members m INDEXED BY group_members_user CROSS JOIN inline_policies i "
         "ON i.tenant_id=m.tenant_id AND i.kind='group' AND i.owner=m.group_lname "
         "WHERE m.tenant_id=:t AND m.user_lname=:u "
         "UNION ALL "
-        "SELECT p.document FROM policy_attachments a JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
+        "SELECT p.document FROM policy_attachments a CROSS JOIN policies p "
+        "ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
         "WHERE a.tenant_id=:t AND a.kind='user' AND a.owner=:u "
         "UNION ALL "
-        "SELECT p.document FROM group_members m JOIN policy_attachments a "
+        "SELECT p.document FROM group_members m INDEXED BY group_members_user CROSS JOIN policy_attachments a "
         "ON a.tenant_id=m.tenant_id AND a.kind='group' AND a.owner=m.group_lname "
-        "JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
+        "CROSS JOIN policies p ON p.tenant_id=a.tenant_id AND p.lname=a.policy "
         "WHERE m.tenant_id=:t AND m.user_lname=:u"
     )
 
