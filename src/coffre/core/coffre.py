@@ -16,6 +16,8 @@ from coffre.core.blobio import BlobIO
 from coffre.core.buckets import BucketService
 from coffre.core.errors import AccountProblem, InvalidAccessKeyId
 from coffre.core.iam import IamService
+from coffre.core.iam import new_access_key_id as new_access_key_id  # moved to iam.py; still importable here
+from coffre.core.iam import new_secret_key as new_secret_key
 from coffre.core.identity import Principal
 from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
@@ -32,15 +34,6 @@ from coffre.settings import Settings
 log = logging.getLogger("coffre.core")
 
 ROOT_TENANT_NAME = "root"
-_AK_ALPHABET = string.ascii_uppercase + string.digits
-
-
-def new_access_key_id() -> str:
-    return "CO" + "".join(secrets.choice(_AK_ALPHABET) for _ in range(18))
-
-
-def new_secret_key() -> str:
-    return secrets.token_urlsafe(30)[:40]
 
 
 def new_tenant_id() -> str:

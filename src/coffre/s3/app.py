@@ -30,6 +30,7 @@ from coffre.core.errors import (
 )
 from coffre.observability.instruments import Metrics
 from coffre.observability.logs import request_id_var
+from coffre.s3 import iam as iam_api
 from coffre.s3 import routing, sigv4
 from coffre.s3.context import HANDLERS, Ctx
 from coffre.s3.errors import status_and_code
@@ -88,16 +89,22 @@ class S3App:
             if self.audit is not None and method in _WRITE_METHODS and not self.audit.accepting_writes():
                 # Never act unrecorded (audit_required): reads go on, writes wait for the log.
                 raise ServiceUnavailable("audit log unavailable: refusing writes")
-            await self._authenticate(ctx)
-            handler = HANDLERS.get(ctx.operation)
-            if handler is None:
-                if ctx.operation == "Unknown":
-                    raise MethodNotAllowed(method=method)
-                raise NotImplementedOperation(f"{ctx.operation} is not implemented yet.", operation=ctx.operation)
-            # The 100 Continue goes out when the handler first reads the body (Ctx.reader), so a
-            # request refused before then never makes the client send it.
-            ctx.expect_continue = expect and request.version >= (1, 1)
-            response = await handler(ctx)
+            if iam_api.is_query_request(ctx):
+                # The IAM and STS Query API shares this endpoint (POST / with a form body signed for
+                # "iam" or "sts"); it authenticates, authorises and answers its errors itself (s3/iam/).
+                response, code = await iam_api.handle(ctx)
+            else:
+                await self._authenticate(ctx)
+                handler = HANDLERS.get(ctx.operation)
+                if handler is None:
+                    if ctx.operation == "Unknown":
+                        raise MethodNotAllowed(method=method)
+                    raise NotImplementedOperation(f"{ctx.operation} is not implemented yet.",
+                                                  operation=ctx.operation)
+                # The 100 Continue goes out when the handler first reads the body (Ctx.reader), so a
+                # request refused before then never makes the client send it.
+                ctx.expect_continue = expect and request.version >= (1, 1)
+                response = await handler(ctx)
         except CoffreError as exc:
             code = status_and_code(exc)[1]
             response = self._error(request, ctx, exc, rid)

@@ -36,6 +36,9 @@ STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING_MODES = (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
+# Services whose Query API (POST / with a form body) is served beside S3; their clients sign the
+# body without an x-amz-content-sha256 header.
+QUERY_SERVICES = ("iam", "sts")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SPACES = re.compile(r"\s+")
@@ -145,8 +148,11 @@ def _parse_v4_header(req: Request, auth: str) -> AuthInfo:
         raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
     payload = req.headers.get("x-amz-content-sha256")
     if payload is None:
-        raise InvalidRequest("Missing required header for this request: x-amz-content-sha256")
-    if not (payload == UNSIGNED or payload in STREAMING_MODES or _HEX64.match(payload)):
+        if m.group(4) in QUERY_SERVICES:
+            payload = ""  # IAM and STS clients send none: the caller hashes the form body it read
+        else:
+            raise InvalidRequest("Missing required header for this request: x-amz-content-sha256")
+    if payload and not (payload == UNSIGNED or payload in STREAMING_MODES or _HEX64.match(payload)):
         raise InvalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-..., or a valid "
                               "sha256 value.", name="x-amz-content-sha256")
     return AuthInfo(version=4, access_key_id=m.group(1), signature=sig, presigned=False, date=date,
@@ -270,15 +276,18 @@ def parse_amz_date(value: str) -> int:
 
 
 def verify_v4(req: Request, info: AuthInfo, secret: str, *, now: float, max_skew: int,
-              max_expires: int) -> bytes:
+              max_expires: int, service: str = "s3") -> bytes:
     """Verify a SigV4 request; return the signing key (needed for streaming chunks).
 
-    ``max_skew`` and ``max_expires`` are in seconds.
+    ``max_skew`` and ``max_expires`` are in seconds. ``service``: the one the request must be
+    signed for; only the IAM/STS Query API (s3/iam/) passes one of QUERY_SERVICES.
     """
     malformed = AuthorizationQueryParametersError if info.presigned else AuthorizationHeaderMalformed
-    if info.service != "s3":
+    if info.service != service:
         raise malformed(f'The authorization header is malformed; incorrect service "{info.service}". '
-                        'This endpoint belongs to "s3".')
+                        f'This endpoint belongs to "{service}".')
+    if not info.payload_hash and not info.presigned:
+        raise InvalidRequest("Missing required header for this request: x-amz-content-sha256")
     try:
         t = parse_amz_date(info.date)
     except ValueError as e:
