@@ -18,6 +18,7 @@ from coffre.core.coffre import Bootstrap, Coffre
 from coffre.crypto.keys import FileKeyProvider, KeyProvider
 from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
+from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
 from coffre.s3.app import S3App, make_server
 from coffre.settings import Settings
@@ -62,6 +63,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     admin_tls = optional_server_context(settings.admin_tls_cert, settings.admin_tls_key,
                                         ("admin_tls_cert", "admin_tls_key"))
     metrics = Metrics()
+    notifier = Notifier(settings, metrics)  # a mistake in the notification targets stops the start here too
     coffre = build(settings, metrics)
     await coffre.open()
     boot = await coffre.bootstrap()
@@ -73,9 +75,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     # the log cannot be written and audit_required is on).
     await audit.start()
     metrics.watch_audit(audit.queue_depth, settings.audit_queue_size, audit.accepting_writes)
+    # Event notifications resume their queues before the first request, and deliver in the background.
+    await notifier.start(coffre.meta)
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)
-    server = make_server(S3App(coffre, settings, audit, metrics), access_log=None,
+    server = make_server(S3App(coffre, settings, audit, metrics, notifier), access_log=None,
                          keepalive_timeout=settings.keepalive_timeout)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
     await admin_runner.setup()
@@ -103,6 +107,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         log.info("shutting down")
         await runner.cleanup()
         await admin_runner.cleanup()
+        await notifier.close()  # after the last request: every answered event is on disk
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
 

@@ -5,6 +5,7 @@ Every setting is documented in docs/configuration.md; keep both in step.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -81,6 +82,13 @@ class Settings:
     audit_retention_days: int = 190
     # Also append request records as JSON lines to this file (for a SIEM); unset: no export.
     audit_export_file: str | None = None
+    # Event notification targets (docs/notifications.md): TOML [[notify.targets]] tables, or
+    # COFFRE_NOTIFY_TARGETS as a JSON array. Hidden from repr: they carry credentials.
+    notify_targets: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    # Messages a target's queue may hold on disk; beyond it the oldest are dropped (and counted).
+    notify_queue_limit: int = 100000
+    # Longest wait between two delivery attempts to a target that fails (the wait doubles up to it).
+    notify_retry_max_seconds: float = 30.0
 
     @property
     def host(self) -> str:
@@ -120,6 +128,11 @@ _ALIASES = {"root_access_key": "ROOT_ACCESS_KEY", "root_secret_key": "ROOT_SECRE
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
+    if name == "notify_targets":  # a JSON array in the environment, an array of tables in TOML
+        items = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, dict) for i in items):
+            raise ValueError("notify_targets must be an array of tables")
+        return tuple(dict(i) for i in items)
     if isinstance(current, tuple) or name == "virtual_host_domains":
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -144,6 +157,9 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
     if config_file:
         with open(config_file, "rb") as fh:
             doc = tomllib.load(fh)
+        if isinstance(doc.get("notify"), dict):  # the [notify] table: notify.targets is notify_targets
+            doc = {**{k: v for k, v in doc.items() if k != "notify"},
+                   **{f"notify_{k}": v for k, v in doc["notify"].items()}}
         for k, v in doc.items():
             name = k.replace("-", "_")
             if name not in known:

@@ -28,6 +28,7 @@ from coffre.core.errors import (
     ServiceUnavailable,
     SignatureDoesNotMatch,
 )
+from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
 from coffre.observability.logs import request_id_var
 from coffre.s3 import iam as iam_api
@@ -41,6 +42,7 @@ from coffre.settings import Settings
 from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
 from coffre.s3.handlers import tagging, versioning  # noqa: F401  isort: skip
 from coffre.s3.handlers import cors as cors_handlers, post_object  # noqa: F401  isort: skip
+from coffre.s3.handlers import notification  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")
 
@@ -68,11 +70,12 @@ def request_id() -> str:
 
 class S3App:
     def __init__(self, coffre: Coffre, settings: Settings, audit: AuditTrail | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, notifier: Notifier | None = None) -> None:
         self.coffre = coffre
         self.settings = settings
         self.audit = audit
         self.metrics = metrics
+        self.notifier = notifier
         self.host_id = secrets.token_urlsafe(24)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -122,6 +125,9 @@ class S3App:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = self.host_id
         response.headers.setdefault("Server", "coffre")
+        if self.notifier is not None and ctx is not None and ctx.changes and response.status < 300:
+            # After the commit, before the answer leaves: its events are on disk when the client hears.
+            await self.notifier.emit(ctx.b, ctx.changes, ctx.principal, request.remote, rid, self.host_id)
         if self.audit is not None or self.metrics is not None:
             event = s3_event(request, response, ctx, rid, started, code)
             if self.audit is not None:  # after the commit; refused requests included

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 from coffre.core.body import Body
 from coffre.core.errors import InvalidArgument, InvalidRequest, MissingContentLength
 from coffre.core.identity import Principal
+from coffre.notify.events import Change
 from coffre.s3 import sigv4
 from coffre.s3.body import ChunkedBody, PlainBody, RequestReader
 from coffre.s3.sigv4 import AuthInfo
@@ -42,6 +43,8 @@ class Ctx:
     # Expect: 100-continue: the 100 goes out when a handler first reads the body.
     expect_continue: bool = False
     continued: bool = False
+    # What the request committed, for event notifications (coffre.notify), set by the handlers.
+    changes: list[Change] = field(default_factory=list)
     _reader: RequestReader | None = None
 
     @property

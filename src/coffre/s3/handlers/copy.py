@@ -9,7 +9,7 @@ from coffre.core.objects import CopyRequest
 from coffre.meta.records import NULL_VERSION
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
-from coffre.s3.handlers.objects import write_meta
+from coffre.s3.handlers.objects import committed, write_meta
 from coffre.s3.xml import Doc, iso8601
 
 
@@ -29,6 +29,7 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
         tagging_directive=h.get("x-amz-tagging-directive", "COPY"))
     obj, source = await ctx.coffre.objects.copy_object(
         ctx.p, src.bucket, src.key, src.version_id, src.conditions, ctx.b, ctx.k, req)
+    committed(ctx, "ObjectCreated:Copy", obj)
     rh = ctx.response_headers
     rh["x-amz-server-side-encryption"] = "AES256"
     if source.version_id != NULL_VERSION:

@@ -9,6 +9,7 @@ from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.errors import status_and_code
 from coffre.s3.handlers.documents import read_verified
+from coffre.s3.handlers.objects import removed
 from coffre.s3.xml import Doc
 
 
@@ -37,6 +38,7 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
     doc = Doc("DeleteResult")
     for o in outcomes:
         if o.error is None:
+            ctx.changes.append(removed(o.key, o.version_id, o.deleted))
             if not quiet:
                 doc.open("Deleted").leaf("Key", o.key).leaf("VersionId", o.version_id)
                 if o.deleted.delete_marker:

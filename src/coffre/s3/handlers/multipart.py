@@ -12,7 +12,7 @@ from coffre.meta.records import NULL_VERSION, UploadRecord
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
-from coffre.s3.handlers.objects import integrity, write_meta
+from coffre.s3.handlers.objects import committed, integrity, write_meta
 from coffre.s3.xml import Doc, iso8601, url_value
 
 # XML element of each algorithm's checksum (ChecksumCRC32, ChecksumSHA256, ...).
@@ -150,6 +150,7 @@ async def complete_multipart_upload(ctx: Ctx) -> web.StreamResponse:
         ctx.p, ctx.b, ctx.k, _upload_id(ctx), listed, if_match=h.get("if-match"),
         if_none_match=h.get("if-none-match"), checksum_type=h.get("x-amz-checksum-type"),
         whole_checksum=whole, mpu_object_size=mpu_size)
+    committed(ctx, "ObjectCreated:CompleteMultipartUpload", obj)
     _sse(ctx)
     if obj.version_id != NULL_VERSION:
         ctx.response_headers["x-amz-version-id"] = obj.version_id

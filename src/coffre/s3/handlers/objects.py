@@ -17,10 +17,11 @@ from coffre.core.errors import (
     InvalidRequest,
     NotModified,
 )
-from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
+from coffre.core.objects import STORED_HEADERS, Deleted, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.core.tagging import parse_header
 from coffre.meta.records import NULL_VERSION, ObjectRecord
+from coffre.notify.events import Change
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
 
@@ -126,6 +127,12 @@ def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> No
             rh["x-amz-checksum-type"] = obj.checksum_type
 
 
+def committed(ctx: Ctx, name: str, obj: ObjectRecord) -> None:
+    """Record a new object version for event notifications (coffre.notify)."""
+    ctx.changes.append(Change(name, obj.key, obj.size, obj.etag,
+                              obj.version_id if obj.version_id != NULL_VERSION else None))
+
+
 def read_conditions(ctx: Ctx) -> ReadConditions:
     h = ctx.headers
     return ReadConditions(if_match=h.get("if-match"), if_none_match=h.get("if-none-match"),
@@ -139,6 +146,7 @@ async def put_object(ctx: Ctx) -> web.StreamResponse:
     obj = await ctx.coffre.objects.put_object(
         ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(), wm=write_meta(ctx),
         integrity=integ, if_match=ctx.headers.get("if-match"), if_none_match=ctx.headers.get("if-none-match"))
+    committed(ctx, "ObjectCreated:Put", obj)
     rh = ctx.response_headers
     rh["ETag"] = obj.etag
     rh["x-amz-server-side-encryption"] = "AES256"
@@ -288,5 +296,15 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
 
 @operation("DeleteObject")
 async def delete_object(ctx: Ctx) -> web.StreamResponse:
-    deleted_headers(ctx, await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId")))
+    version = ctx.query.get("versionId")
+    deleted = await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, version)
+    deleted_headers(ctx, deleted)
+    ctx.changes.append(removed(ctx.k, version, deleted))
     return ctx.empty(204)
+
+
+def removed(key: str, version_requested: str | None, deleted: Deleted) -> Change:
+    """The event of a delete: a marker created by a simple delete, or a removal."""
+    if version_requested is None and deleted.delete_marker:
+        return Change("ObjectRemoved:DeleteMarkerCreated", key, version_id=deleted.version_id)
+    return Change("ObjectRemoved:Delete", key, version_id=deleted.version_id)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from coffre.core.errors import MalformedXML, MissingRequestBodyError
 from coffre.meta.records import NULL_VERSION
+from coffre.notify.events import Change
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.documents import MISSING_DIGEST, read_verified
@@ -73,6 +74,7 @@ async def put_object_tagging(ctx: Ctx) -> web.StreamResponse:
     pairs = parse_tagging(await _read_document(ctx, digest_required=False))
     version = await ctx.coffre.tagging.put_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), pairs)
     _version_header(ctx, version)
+    ctx.changes.append(Change("ObjectTagging:Put", ctx.k, version_id=version if version != NULL_VERSION else None))
     return ctx.empty()
 
 
@@ -80,6 +82,7 @@ async def put_object_tagging(ctx: Ctx) -> web.StreamResponse:
 async def delete_object_tagging(ctx: Ctx) -> web.StreamResponse:
     version = await ctx.coffre.tagging.delete_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"))
     _version_header(ctx, version)
+    ctx.changes.append(Change("ObjectTagging:Delete", ctx.k, version_id=version if version != NULL_VERSION else None))
     return ctx.empty(204)
 
 
