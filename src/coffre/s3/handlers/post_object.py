@@ -39,6 +39,7 @@ from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.meta.records import NULL_VERSION
 from coffre.s3 import routing, sigv4
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers.objects import committed
 from coffre.s3.xml import Doc
 
 MAX_PRE_DATA = 20480  # bytes of fields before the file, as S3 counts them
@@ -244,6 +245,7 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
     except EntityTooLarge as e:
         size = await body.drain()
         raise EntityTooLarge(str(e), size=size, max=e.fields.get("max")) from e
+    committed(ctx, "ObjectCreated:Post", obj)
     drained = True
     try:
         # Fields after the file are ignored; read them so the connection can carry the next request.
