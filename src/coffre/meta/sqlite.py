@@ -8,6 +8,10 @@ a crash or a power loss.
 
 Object keys are stored as BLOBs of their UTF-8 bytes, so ``ORDER BY key`` is
 UTF-8 byte order (what S3 lists) and range bounds may be any byte string.
+
+Usage (bytes and versions stored per bucket and per tenant) is kept exact by the
+transactions that add or remove versions, and quotas are checked against it inside
+the same transaction: with one writer thread, concurrent writers cannot overshoot.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 
-# The version-1 schema, as every data directory before issue #3 has it. A fresh store
-# is created from it and then migrated like an old one, so the migrations below run on
-# every store and an upgrade path can never rot untested.
+# The version-1 schema, as every data directory before issue #3 has it: frozen, since a
+# change of schema is a new migration below. A fresh store is created from it and then
+# migrated like an old one, so the migrations run on every store and an upgrade path can
+# never rot untested. It is run statement by statement (split on ';', so no semicolon
+# may appear inside a statement or a comment) within the opening transaction.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings(
     name TEXT PRIMARY KEY,
