@@ -107,7 +107,10 @@ class Statement:
                 if outcome is None or outcome:  # an unresolved variable: the statement does not apply
                     return False
             return True
-        return any(pattern.matches(resource, keys) for pattern in self.resources)
+        for pattern in self.resources:
+            if pattern.matches(resource, keys):
+                return True
+        return False
 
     def matches_principal(self, arn: str | None, account: str | None, canonical_id: str | None) -> bool:
         principals = self.principals
@@ -127,7 +130,10 @@ class Statement:
         return not excluded
 
     def holds(self, keys: Mapping[str, Sequence[str]]) -> bool:
-        return all(condition.holds(keys) for condition in self.conditions)
+        for condition in self.conditions:
+            if not condition.holds(keys):
+                return False
+        return True
 
 
 class _Parser:

@@ -146,7 +146,11 @@ def _regex(tokens: Sequence[Token], arn: bool, keys: Mapping[str, Sequence[str]]
 class Pattern:
     """One compiled pattern (a Resource entry, a StringLike / ArnLike value, an action)."""
 
-    __slots__ = ("tokens", "arn", "flags", "regex", "literal")
+    __slots__ = ("tokens", "arn", "flags", "regex", "literal", "_resolved")
+
+    # Expressions compiled for the variable values seen lately (per pattern, bounded): a
+    # per-user Resource is compiled once per user, not once per request.
+    CACHE_SIZE = 256
 
     def __init__(self, tokens: tuple[Token, ...], arn: bool, ignore_case: bool = False) -> None:
         self.tokens = tokens
@@ -154,6 +158,7 @@ class Pattern:
         self.flags = re.IGNORECASE if ignore_case else 0
         self.regex: re.Pattern[str] | None = None
         self.literal: str | None = None
+        self._resolved: dict[tuple[str, ...], re.Pattern[str]] = {}
         if not has_variables(tokens):
             if not has_wildcards(tokens):
                 text = "".join(t for t in tokens if isinstance(t, str))
@@ -173,11 +178,23 @@ class Pattern:
             return (value.lower() if self.flags else value) == self.literal
         if self.regex is not None:
             return self.regex.fullmatch(value) is not None
-        source = _regex(self.tokens, self.arn, keys)
-        if source is None:
-            return None
-        # re's own cache keeps recently used expressions compiled across requests.
-        return re.fullmatch(source, value, self.flags | re.DOTALL) is not None
+        resolved: list[str] = []
+        for t in self.tokens:
+            if isinstance(t, Variable):
+                text = resolve_variable(t, keys)
+                if text is None:
+                    return None
+                resolved.append(text)
+        cache_key = tuple(resolved)
+        regex = self._resolved.get(cache_key)
+        if regex is None:
+            source = _regex(self.tokens, self.arn, keys)
+            assert source is not None
+            regex = re.compile(source, self.flags | re.DOTALL)
+            if len(self._resolved) >= self.CACHE_SIZE:
+                self._resolved.clear()
+            self._resolved[cache_key] = regex
+        return regex.fullmatch(value) is not None
 
 
 def substitute(tokens: Sequence[Token], keys: Mapping[str, Sequence[str]]) -> str | None:

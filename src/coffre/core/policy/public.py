@@ -18,10 +18,9 @@ not fix anything.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
-from coffre.core.policy.conditions import Condition
+from coffre.core.policy.conditions import Condition, Network
 from coffre.core.policy.document import Statement
 from coffre.core.policy.matching import Pattern, Token, Variable, Wildcard
 
@@ -59,8 +58,7 @@ def _restricts(condition: Condition) -> bool:
     if condition.key == "aws:sourceip":
         if condition.family != "ip":
             return False
-        networks = [v for v in condition.values
-                    if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)]
+        networks = [v.network for v in condition.values if isinstance(v, Network)]
         return all(n.prefixlen >= _MIN_PREFIX[n.version] for n in networks)
     if condition.key in _FIXING_KEYS and condition.family in _FIXING_FAMILIES:
         return all(_fixed(_tokens(v), condition.key) for v in condition.values)
