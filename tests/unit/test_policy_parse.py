@@ -175,7 +175,28 @@ def test_invalid_action_in_bucket_policy(action: Any) -> None:
 @pytest.mark.parametrize("action", ["*", "s3:*", "S3:getobject", "s3:Get*", "s3:?etObject", "s3:ListBucket",
                                     "s3:PutBucketPolicy", "s3:GetObjectVersion", "s3:ListAllMyBuckets"])
 def test_valid_action_in_bucket_policy(action: Any) -> None:
-    parse_policy(bucket_policy(statement(ALLOW_ALL, Action=action)), "resource", bucket="b")
+    st = statement(ALLOW_ALL, Action=action, Resource=["arn:aws:s3:::b", "arn:aws:s3:::b/*"])
+    parse_policy(bucket_policy(st), "resource", bucket="b")
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    ("s3:GetObject", "arn:aws:s3:::b"), ("s3:ListBucket", "arn:aws:s3:::b/*"),
+    (["s3:PutObject", "s3:DeleteObject"], ["arn:aws:s3:::b"]), ("s3:GetObject*", "arn:aws:s3:::b"),
+    ("s3:GetBucketObjectLockConfiguration", "arn:aws:s3:::b/*"),
+])
+def test_action_must_apply_to_a_resource(action: Any, resource: Any) -> None:
+    st = statement(ALLOW_ALL, Action=action, Resource=resource)
+    assert resource_error(bucket_policy(st)) == "Action does not apply to any resource(s) in statement"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    ("s3:*", "arn:aws:s3:::b"), ("s3:Get*", "arn:aws:s3:::b"), (["s3:GetObject", "s3:ListBucket"], "arn:aws:s3:::b"),
+    ("s3:GetObject", "arn:aws:s3:::b*"), ("s3:ListBucket", "*"), ("s3:ListBucket", ["arn:aws:s3:::b/*", "arn:aws:s3:::b"]),
+])
+def test_action_applies_to_some_resource(action: Any, resource: Any) -> None:
+    parse_policy(bucket_policy(statement(ALLOW_ALL, Action=action, Resource=resource)), "resource", bucket="b")
+    # NotAction / NotResource are not checked: they name what a statement does not cover
+    parse_policy(bucket_policy(statement(ALLOW_ALL, Action=None, NotAction=action, Resource=resource)), "resource")
 
 
 def test_actions_in_identity_policy() -> None:
@@ -209,7 +230,8 @@ def test_invalid_resource_in_bucket_policy(resource: Any) -> None:
                                       "arn:aws:s3:::*/*", "arn:aws:s3:::?", "arn:aws:s3:::*",
                                       "arn:aws:s3:::b/home/${aws:username}/*", ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]])
 def test_valid_resource_in_bucket_policy(resource: Any) -> None:
-    parse_policy(bucket_policy(statement(ALLOW_ALL, Resource=resource)), "resource", bucket="b")
+    st = statement(ALLOW_ALL, Action=["s3:GetObject", "s3:ListBucket"], Resource=resource)
+    parse_policy(bucket_policy(st), "resource", bucket="b")
 
 
 def test_bucket_check_needs_the_bucket() -> None:

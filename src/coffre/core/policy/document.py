@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from coffre.core.errors import CoffreError, LimitExceeded, MalformedPolicy, MalformedPolicyDocument
-from coffre.core.policy.actions import S3_ACTIONS
+from coffre.core.policy.actions import S3_ACTIONS, S3_OBJECT_ACTIONS
 from coffre.core.policy.conditions import Condition, ConditionError
 from coffre.core.policy.matching import Pattern, VariableError, tokenize
 
@@ -218,6 +218,8 @@ class _Parser:
         principals, not_principal = self.principal(st)
         actions_all, exact, regex, not_action = self.actions(st)
         resources, not_resource = self.resources(st, variables)
+        if self.resource and not not_action and not not_resource:
+            self._check_applies(st["Action"], st["Resource"])
         conditions = self.conditions(st.get("Condition"), variables) if "Condition" in st else ()
         return Statement(sid=sid, allow=effect == "Allow", not_action=not_action, actions_all=actions_all,
                          actions_exact=exact, actions_regex=regex, not_resource=not_resource,
@@ -348,6 +350,34 @@ class _Parser:
             except VariableError:
                 raise self.fail("Policy has invalid resource", f"Resource {name} has an invalid policy variable.") from None
         return tuple(patterns), has_nr
+
+    def _check_applies(self, actions: object, resources: object) -> None:
+        """AWS refuses a bucket policy statement none of whose actions applies to any of its
+        resources (s3:GetObject on arn:aws:s3:::bucket, s3:ListBucket on bucket/*...)."""
+        action_kinds: set[str] = set()
+        for name in actions if isinstance(actions, list) else [actions]:
+            assert isinstance(name, str)
+            operation = name.lower().partition(":")[2]
+            if name == "*":
+                return
+            if "*" in operation or "?" in operation:
+                probe = re.compile(_wildcard_source(operation))
+                action_kinds.update("object" if a in S3_OBJECT_ACTIONS else "bucket"
+                                    for a in S3_ACTIONS if probe.fullmatch(a))
+            else:
+                action_kinds.add("object" if operation in S3_OBJECT_ACTIONS else "bucket")
+        resource_kinds: set[str] = set()
+        for name in resources if isinstance(resources, list) else [resources]:
+            assert isinstance(name, str)
+            rest = name[len("arn:aws:s3:::"):] if name.startswith("arn:aws:s3:::") else "*"
+            if "/" in rest:
+                resource_kinds.add("object")
+            elif "*" in rest or "?" in rest:
+                return  # may name the bucket or, running on, its objects
+            else:
+                resource_kinds.add("bucket")
+        if not action_kinds & resource_kinds:
+            raise MalformedPolicy("Action does not apply to any resource(s) in statement")
 
     def _in_bucket(self, rest: str) -> bool:
         """Whether the part after "arn:aws:s3:::" can name the bucket being configured or one
