@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from coffre.core import access
 from coffre.core.errors import (
     AccessDenied,
     BucketAlreadyExists,
@@ -32,6 +33,7 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # Legacy constraint values S3 still accepts as aliases.
 _LEGACY_LOCATIONS = {"EU": "eu-west-1"}
 _LEGACY_REGION = "us-east-1"
+_NEW_BUCKET_ACCESS = access.NEW_BUCKET_ACCESS.dumps()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +59,19 @@ class BucketService:
         return bucket
 
     async def authorize(self, principal: Principal, name: str) -> BucketRecord:
-        """The bucket, if the principal's tenant may use it.
+        """The bucket, if the principal may use it.
 
-        Policies arrive with the tenancy issue; until then a tenant reaches its own
-        buckets only, and another tenant's bucket answers AccessDenied (as S3 does
-        for a bucket that exists but is not yours).
+        The S3 front end asked the policies, ACLs and Block Public Access before the
+        operation ran (coffre.s3.authz) and the buckets it allowed are remembered for the
+        request: those come back as read then, without a second read. Any other caller of
+        this service reaches its own tenant's buckets only; another tenant's bucket answers
+        AccessDenied (as S3 does for a bucket that exists but is not yours).
         """
+        bucket = access.granted(name)
+        if bucket is not None:
+            return bucket
         bucket = await self.get(name)
-        if bucket.tenant_id != principal.tenant_id:
+        if bucket.tenant_id != principal.tenant_id or principal.is_anonymous:
             raise AccessDenied(bucket=name)
         return bucket
 
@@ -90,10 +97,15 @@ class BucketService:
                 "this request was sent to.", location=location)
         raise InvalidLocationConstraint(location=location)
 
-    async def create_bucket(self, principal: Principal, name: str, location: str | None) -> BucketRecord:
+    async def create_bucket(self, principal: Principal, name: str, location: str | None,
+                            access_doc: str | None = _NEW_BUCKET_ACCESS) -> BucketRecord:
+        """``access_doc``: the bucket's ownership / Block Public Access / ACL document
+        (BucketRecord.access); by default AWS's for a new bucket (ACLs disabled, public
+        access blocked)."""
         check_bucket_name(name)
         region = self.check_location(location)
-        record = BucketRecord(name=name, tenant_id=principal.tenant_id, region=region, created_at=time.time())
+        record = BucketRecord(name=name, tenant_id=principal.tenant_id, region=region, created_at=time.time(),
+                              access=access_doc)
         try:
             await self.meta.create_bucket(record)
         except AlreadyExists as e:

@@ -194,7 +194,7 @@ class MultipartService:
         algo, ctype = resolve_checksum(checksum_algorithm, checksum_type)
         upload = UploadRecord(
             upload_id=new_upload_id(), bucket=bucket.name, key=key, tenant_id=bucket.tenant_id,
-            owner=principal.canonical_id, initiated=time.time(),
+            owner=wm.owner or principal.canonical_id, initiated=time.time(),
             content_type=wm.content_type or DEFAULT_CONTENT_TYPE, headers=wm.headers, user_meta=wm.user_meta,
             checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags))
         await self.meta.create_upload(upload)
@@ -219,7 +219,7 @@ class MultipartService:
         # another one than the upload's default, the upload's is computed alongside.
         extra = Checksum(algo) if declared is not None and declared != algo else None
         stream: Body = _TeeChecksum(body, extra) if extra is not None else body
-        stored = await self.objects.store(principal, stream, content_length=content_length,
+        stored = await self.objects.store(bucket.tenant_id, stream, content_length=content_length,
                                           integrity=integrity, max_size=self.settings.max_put_size,
                                           default_checksum=algo)
         assert stored.checksum is not None
@@ -258,7 +258,7 @@ class MultipartService:
                                  f"copy source: {self.settings.max_put_size}")
         algo, _ = effective_checksum(upload)
         # Decrypt the source range and re-encrypt it under a fresh data key: blobs are never shared.
-        stored = await self.objects.store(principal, StreamBody(self.objects.open(src, start, end)),
+        stored = await self.objects.store(bucket.tenant_id, StreamBody(self.objects.open(src, start, end)),
                                           content_length=end - start, integrity=Integrity(),
                                           max_size=self.settings.max_put_size, default_checksum=algo)
         assert stored.checksum is not None

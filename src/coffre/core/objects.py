@@ -69,6 +69,10 @@ class WriteMeta:
     user_meta: dict[str, str] = field(default_factory=dict)
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging, checked by check_write_meta
+    # Decided by the access layer (S3 Object Ownership, requested ACL): the owning tenant's
+    # canonical id (None: the writer's) and the stored ACL (None: the owner's full control).
+    owner: str | None = None
+    acl: str | None = None
 
 
 @dataclass(slots=True)
@@ -188,12 +192,13 @@ class ObjectService:
         """Compare what the client declared with what was received; raise before any commit."""
         check_digests(stored.md5, stored.checksum, integrity, trailers)
 
-    async def store(self, principal: Principal, body: Body, *, content_length: int | None,
+    async def store(self, tenant_id: str, body: Body, *, content_length: int | None,
                     integrity: Integrity, max_size: int | None = None,
                     default_checksum: str | None = checksums.DEFAULT_ALGORITHM) -> StoredBlob:
-        """Stream and verify a payload into a durable blob (not yet referenced by anything)."""
+        """Stream and verify a payload into a durable blob (not yet referenced by anything),
+        encrypted for ``tenant_id``: the bucket's tenant, whoever writes."""
         stored = await self.blobio.write(
-            principal.tenant_id, body, max_size=max_size or self.settings.max_put_size,
+            tenant_id, body, max_size=max_size or self.settings.max_put_size,
             expected_size=content_length, checksum=self.new_checksum(integrity, default_checksum))
         try:
             self.verify(stored, integrity, body.trailers)
@@ -274,12 +279,12 @@ class ObjectService:
         self.check_put_size(content_length)
         self.check_write_meta(wm)
         condition = await self.precheck_write(bucket.name, key, if_match, if_none_match)
-        stored = await self.store(principal, body, content_length=content_length, integrity=integrity)
+        stored = await self.store(bucket.tenant_id, body, content_length=content_length, integrity=integrity)
         assert stored.checksum is not None
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.version_for(bucket), size=stored.size,
             etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
-            owner=principal.canonical_id, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
+            owner=wm.owner or principal.canonical_id, acl=wm.acl, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
             headers=wm.headers, user_meta=wm.user_meta, checksum_algorithm=stored.checksum.algorithm,
             checksum_value=stored.checksum.b64(), checksum_type="FULL_OBJECT", blob_id=stored.blob_id,
             dek=stored.dek, storage_class=wm.storage_class, tags=dict(wm.tags))
@@ -430,13 +435,14 @@ class ObjectService:
         tags = copy_tags(req.tagging_directive, src.tags, req.wm.tags)
         self.check_write_meta(WriteMeta(content_type, headers, user_meta, tags=tags))
         condition = await self.precheck_write(bucket.name, dst_key, req.if_match, req.if_none_match)
-        stored = await self.store(principal, StreamBody(self.open(src)), content_length=src.size,
+        stored = await self.store(bucket.tenant_id, StreamBody(self.open(src)), content_length=src.size,
                                   integrity=Integrity(checksum_algorithm=algo))
         assert stored.checksum is not None
         obj = ObjectRecord(
             bucket=bucket.name, key=dst_key, version_id=self.version_for(bucket), size=stored.size,
             etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
-            owner=principal.canonical_id, content_type=content_type, headers=headers, user_meta=user_meta,
+            owner=req.wm.owner or principal.canonical_id, acl=req.wm.acl, content_type=content_type,
+            headers=headers, user_meta=user_meta,
             checksum_algorithm=stored.checksum.algorithm, checksum_value=stored.checksum.b64(),
             checksum_type="FULL_OBJECT", blob_id=stored.blob_id, dek=stored.dek,
             storage_class=req.wm.storage_class if req.storage_class_given else "STANDARD", tags=tags)

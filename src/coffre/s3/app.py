@@ -17,12 +17,13 @@ from multidict import CIMultiDict
 
 from coffre.audit.event import s3_event
 from coffre.audit.trail import AuditTrail
+from coffre.core import access
 from coffre.core.coffre import Coffre
 from coffre.core.errors import (
-    AccessDenied,
     CoffreError,
     InvalidRequest,
     MethodNotAllowed,
+    NoSuchKey,
     NotImplementedOperation,
     RequestHeaderSectionTooLarge,
     ServiceUnavailable,
@@ -31,8 +32,8 @@ from coffre.core.errors import (
 from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
 from coffre.observability.logs import request_id_var
+from coffre.s3 import authz, routing, sigv4
 from coffre.s3 import iam as iam_api
-from coffre.s3 import routing, sigv4
 from coffre.s3.context import HANDLERS, Ctx
 from coffre.s3.errors import status_and_code
 from coffre.s3.xml import Doc
@@ -42,12 +43,12 @@ from coffre.settings import Settings
 from coffre.s3.handlers import attributes, buckets, copy, delete_objects, multipart, objects, service  # noqa: F401  isort: skip
 from coffre.s3.handlers import tagging, versioning  # noqa: F401  isort: skip
 from coffre.s3.handlers import cors as cors_handlers, post_object  # noqa: F401  isort: skip
+from coffre.s3.handlers import acl, ownership, policy, public_access  # noqa: F401  isort: skip
 from coffre.s3.handlers import notification  # noqa: F401  isort: skip
 
 log = logging.getLogger("coffre.s3")
 
 # Operations that carry a payload worth a 100 Continue only once authenticated.
-_NO_AUTH_OPS = frozenset({"PostObject", "OptionsObject"})  # authenticated by their own rules
 _WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 
 
@@ -87,6 +88,7 @@ class S3App:
         ctx: Ctx | None = None
         method = request.method
         expect = request.headers.get("Expect", "").lower() == "100-continue"
+        access.begin_request()  # nothing authorised yet (a connection's requests share a task)
         try:
             ctx = self._context(request, rid)
             if self.audit is not None and method in _WRITE_METHODS and not self.audit.accepting_writes():
@@ -98,6 +100,7 @@ class S3App:
                 response, code = await iam_api.handle(ctx)
             else:
                 await self._authenticate(ctx)
+                await authz.authorize(ctx)
                 handler = HANDLERS.get(ctx.operation)
                 if handler is None:
                     if ctx.operation == "Unknown":
@@ -109,6 +112,8 @@ class S3App:
                 ctx.expect_continue = expect and request.version >= (1, 1)
                 response = await handler(ctx)
         except CoffreError as exc:
+            if isinstance(exc, NoSuchKey) and ctx is not None:
+                exc = await authz.hide_missing(ctx, exc)
             code = status_and_code(exc)[1]
             response = self._error(request, ctx, exc, rid)
         except Exception:
@@ -170,9 +175,7 @@ class S3App:
                             headers=ctx.headers)
         info = sigv4.parse_auth(req)
         if info is None:
-            if ctx.operation in _NO_AUTH_OPS:
-                return
-            raise AccessDenied("Anonymous access is not allowed.")
+            return  # anonymous: authz.authorize decides what it may reach (ctx.p is ANONYMOUS)
         creds = await self.coffre.credentials(info.access_key_id)
         now = time.time()
         if info.version == 4:

@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 
 from coffre.core.body import Body
 from coffre.core.errors import InvalidArgument, InvalidRequest, MissingContentLength
-from coffre.core.identity import Principal
+from coffre.core.identity import ANONYMOUS, Principal
 from coffre.notify.events import Change
 from coffre.s3 import sigv4
 from coffre.s3.body import ChunkedBody, PlainBody, RequestReader
@@ -20,6 +20,8 @@ from coffre.s3.xml import Doc
 
 if TYPE_CHECKING:
     from coffre.core.coffre import Coffre
+    from coffre.meta.records import BucketRecord
+    from coffre.s3.authz import Asker
     from coffre.settings import Settings
 
 
@@ -46,11 +48,15 @@ class Ctx:
     # What the request committed, for event notifications (coffre.notify), set by the handlers.
     changes: list[Change] = field(default_factory=list)
     _reader: RequestReader | None = None
+    # Set by the authorisation step (s3/authz.py): the bucket addressed, read once per request,
+    # and the questions asked so far (a handler asks more: DeleteObjects per key...).
+    bucket_record: BucketRecord | None = None
+    asker: Asker | None = None
 
     @property
     def p(self) -> Principal:
-        assert self.principal is not None
-        return self.principal
+        """The caller; ANONYMOUS for an unsigned request."""
+        return self.principal if self.principal is not None else ANONYMOUS
 
     @property
     def b(self) -> str:

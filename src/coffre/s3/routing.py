@@ -67,6 +67,11 @@ _OBJECT_SUB: dict[str, dict[str, str]] = {
              "restore": "RestoreObject", "select": "SelectObjectContent"},
 }
 
+_CONTROL_VERSION = "v20180820"
+_CONTROL_BPA = "configuration/publicAccessBlock"
+_CONTROL_BPA_OPS = {"GET": "GetAccountPublicAccessBlock", "PUT": "PutAccountPublicAccessBlock",
+                    "DELETE": "DeleteAccountPublicAccessBlock"}
+
 
 def split_path(raw_path: str, host_bucket: str | None) -> tuple[str | None, str | None]:
     """Bucket and key from the percent-encoded path (path style unless the Host named the bucket).
@@ -103,6 +108,10 @@ def host_bucket(host: str | None, domains: tuple[str, ...]) -> str | None:
 def operation(method: str, bucket: str | None, key: str | None, query: Mapping[str, str],
               headers: Mapping[str, str]) -> str:
     """The S3 operation a request names; "Unknown" when none does."""
+    if bucket == _CONTROL_VERSION and key == _CONTROL_BPA and "x-amz-account-id" in headers:
+        # The S3 Control API's tenant-level Block Public Access (an account id names the tenant;
+        # without it this is an ordinary bucket path).
+        return _CONTROL_BPA_OPS.get(method, "Unknown")
     if bucket is None:
         return "ListBuckets" if method in ("GET", "HEAD") else "Unknown"
     if method == "OPTIONS":

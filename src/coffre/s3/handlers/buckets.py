@@ -11,6 +11,7 @@ from coffre.core.errors import InvalidArgument, MalformedXML
 from coffre.meta.records import ListPage
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers import ownership
 from coffre.s3.xml import Doc, iso8601, url_value
 
 
@@ -24,7 +25,7 @@ async def create_bucket(ctx: Ctx) -> web.StreamResponse:
             raise MalformedXML()
         # Absent or empty: no constraint (the deployment's region).
         location = xml.text(root, "LocationConstraint") or None
-    await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location)
+    await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location, ownership.new_bucket_access(ctx))
     ctx.response_headers["Location"] = "/" + ctx.b
     return ctx.empty()
 

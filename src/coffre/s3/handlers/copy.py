@@ -7,6 +7,7 @@ from aiohttp import web
 from coffre.core import checksums
 from coffre.core.objects import CopyRequest
 from coffre.meta.records import NULL_VERSION
+from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
 from coffre.s3.handlers.objects import committed, write_meta
@@ -19,7 +20,7 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
     h = ctx.headers
     req = CopyRequest(
         directive=h.get("x-amz-metadata-directive", "COPY"),
-        wm=write_meta(ctx),
+        wm=await authz.owned(ctx, write_meta(ctx)),
         storage_class_given="x-amz-storage-class" in h,
         checksum_algorithm=checksums.normalize(h.get("x-amz-checksum-algorithm")),
         # Naming an encryption or a redirect is a change AWS accepts for a copy onto itself

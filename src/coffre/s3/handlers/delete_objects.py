@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coffre.core.errors import MalformedXML
-from coffre.s3 import xml
+from coffre.core.errors import AccessDenied, MalformedXML
+from coffre.core.objects import DeleteOutcome
+from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.errors import status_and_code
 from coffre.s3.handlers.documents import read_verified
@@ -34,7 +35,12 @@ def _items(body: bytes, max_keys: int) -> tuple[list[tuple[str, str | None]], bo
 async def delete_objects(ctx: Ctx) -> web.StreamResponse:
     body = await read_verified(ctx)
     items, quiet = _items(body, ctx.settings.max_delete_objects)
-    outcomes = await ctx.coffre.objects.delete_objects(ctx.p, ctx.b, items)
+    # Each key is authorised on its own; a denied one is an AccessDenied entry (AWS).
+    permitted = [await authz.delete_allowed(ctx, key, version_id) for key, version_id in items]
+    done = iter(await ctx.coffre.objects.delete_objects(
+        ctx.p, ctx.b, [it for it, ok in zip(items, permitted, strict=True) if ok]) if any(permitted) else [])
+    outcomes = [next(done) if ok else DeleteOutcome(key, version_id, AccessDenied())
+                for (key, version_id), ok in zip(items, permitted, strict=True)]
     doc = Doc("DeleteResult")
     for o in outcomes:
         if o.error is None:

@@ -9,7 +9,7 @@ from coffre.core import checksums
 from coffre.core.errors import InvalidArgument, MalformedXML
 from coffre.core.multipart import CompletedPart, CopySpec, PartResult, effective_checksum
 from coffre.meta.records import NULL_VERSION, UploadRecord
-from coffre.s3 import xml
+from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
 from coffre.s3.handlers.objects import committed, integrity, write_meta
@@ -57,7 +57,7 @@ def _owner(doc: Doc, tag: str, canonical_id: str) -> None:
 async def create_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     h = ctx.headers
     upload = await ctx.coffre.multipart.create_upload(
-        ctx.p, ctx.b, ctx.k, write_meta(ctx), checksum_algorithm=h.get("x-amz-checksum-algorithm"),
+        ctx.p, ctx.b, ctx.k, await authz.owned(ctx, write_meta(ctx)), checksum_algorithm=h.get("x-amz-checksum-algorithm"),
         checksum_type=h.get("x-amz-checksum-type"))
     _sse(ctx)
     if upload.checksum_algorithm is not None:

@@ -22,6 +22,7 @@ from coffre.core.ranges import parse_range
 from coffre.core.tagging import parse_header
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.notify.events import Change
+from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
 
@@ -144,7 +145,7 @@ def read_conditions(ctx: Ctx) -> ReadConditions:
 async def put_object(ctx: Ctx) -> web.StreamResponse:
     integ = integrity(ctx)
     obj = await ctx.coffre.objects.put_object(
-        ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(), wm=write_meta(ctx),
+        ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(), wm=await authz.owned(ctx, write_meta(ctx)),
         integrity=integ, if_match=ctx.headers.get("if-match"), if_none_match=ctx.headers.get("if-none-match"))
     committed(ctx, "ObjectCreated:Put", obj)
     rh = ctx.response_headers

@@ -24,7 +24,6 @@ from multidict import CIMultiDict
 
 from coffre.core import postpolicy
 from coffre.core.errors import (
-    AccessDenied,
     CoffreError,
     EntityTooLarge,
     IncompleteBody,
@@ -37,7 +36,7 @@ from coffre.core.errors import (
 )
 from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.meta.records import NULL_VERSION
-from coffre.s3 import routing, sigv4
+from coffre.s3 import authz, routing, sigv4
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.objects import committed
 from coffre.s3.xml import Doc
@@ -130,8 +129,7 @@ async def _authenticate(ctx: Ctx, form: dict[str, str]) -> None:
         if "awsaccesskeyid" in form or "signature" in form:
             await _authenticate_v2(ctx, form)
             return
-        # Anonymous: would need a bucket open to public writes, which coffre does not offer.
-        raise AccessDenied()
+        return  # anonymous: only a bucket policy or ACL open to everyone lets it write (authz)
     missing = postpolicy.signed_fields_missing(form)
     if missing is not None:
         raise _missing(missing)
@@ -226,7 +224,8 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
     if "key" not in form:
         raise _missing("key")
     await _authenticate(ctx, form)
-    policy = postpolicy.decode(form["policy"])
+    # An anonymous form carries no policy to obey; a signed one must.
+    policy = postpolicy.decode(form["policy"]) if ctx.principal is not None else None
     if file_part is None:
         raise InvalidArgument("POST requires exactly one file upload per request.", name="file", value="0")
     key = form["key"]
@@ -236,12 +235,16 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
     values["bucket"] = ctx.b
     values["key"] = key
     exempt = postpolicy.EXEMPT_FIELDS_V2 if "x-amz-signature" not in form else postpolicy.EXEMPT_FIELDS
-    postpolicy.check(policy, fields, values, time.time(), exempt)
-    body = _FileBody(ctx, file_part, policy.length_range())
+    if policy is not None:
+        postpolicy.check(policy, fields, values, time.time(), exempt)
+    await authz.authorize_post(ctx, key, form)
+    acl_fields = {"x-amz-acl": form["acl"]} if "acl" in form else {}
+    wm = await authz.owned(ctx, _write_meta(form), acl_fields)
+    body = _FileBody(ctx, file_part, policy.length_range() if policy is not None else None)
     integ = Integrity(content_md5=form.get("content-md5"))
     try:
         obj = await ctx.coffre.objects.put_object(ctx.p, ctx.b, key, body, content_length=None,
-                                                  wm=_write_meta(form), integrity=integ)
+                                                  wm=wm, integrity=integ)
     except EntityTooLarge as e:
         size = await body.drain()
         raise EntityTooLarge(str(e), size=size, max=e.fields.get("max")) from e
