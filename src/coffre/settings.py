@@ -89,6 +89,8 @@ class Settings:
     notify_queue_limit: int = 100000
     # Longest wait between two delivery attempts to a target that fails (the wait doubles up to it).
     notify_retry_max_seconds: float = 30.0
+    # Answer a write only once its event messages are on disk (at least once across a crash too).
+    notify_wait_durable: bool = False
 
     @property
     def host(self) -> str:

@@ -263,27 +263,9 @@ def _targets(hook_url: str) -> list[dict]:
     ]
 
 
-def tenant_client(srv: Server, name: str | None = None):
-    """An S3 client as the root of a new tenant, created through the admin API (operator keys are
-    refused on S3)."""
-    import requests
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    url = srv.admin_endpoint + "/admin/v1/tenants"
-    body = json.dumps({"name": name or "t" + uuid.uuid4().hex[:12]})
-    req = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "coffre-admin", REGION).add_auth(req)
-    resp = requests.post(url, data=body, headers=dict(req.headers), timeout=10)
-    assert resp.status_code in (200, 201), resp.text
-    doc = resp.json()
-    return make_client(srv.endpoint, (doc["access_key_id"], doc["secret_access_key"]))
-
-
-def _server(data_dir: str, targets: list[dict]) -> Server:
+def _server(data_dir: str, targets: list[dict], **env: str) -> Server:
     return Server(data_dir, env={"COFFRE_NOTIFY_TARGETS": json.dumps(targets),
-                                 "COFFRE_NOTIFY_RETRY_MAX_SECONDS": "0.5"})
+                                 "COFFRE_NOTIFY_RETRY_MAX_SECONDS": "0.5", **env})
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +277,7 @@ def srv(tmp_path_factory, hook):
 
 @pytest.fixture(scope="module")
 def client(srv):
-    return tenant_client(srv)
+    return make_client(srv.endpoint, (ACCESS_KEY, SECRET_KEY))  # the root of the tenant the server made
 
 
 @pytest.fixture
@@ -513,14 +495,16 @@ def test_metrics_count_deliveries(srv, client, nbucket, hook):
 
 # -- a target that is down, across a restart --
 
-def test_queued_events_survive_a_restart(tmp_path: Path, loop):
+@pytest.mark.parametrize("crash", [False, True], ids=["stop", "kill"])
+def test_queued_events_survive_a_restart(tmp_path: Path, loop, crash):
     port = free_port()  # nothing listens there yet
     data = str(tmp_path / "data")
+    # Killed: only answers given after the messages were on disk promise them (notify_wait_durable).
     s = _server(data, [{"id": "late", "type": "webhook", "url": f"http://127.0.0.1:{port}/events",
-                        "auth_token": TOKEN}]).start()
+                        "auth_token": TOKEN}], COFFRE_NOTIFY_WAIT_DURABLE="true" if crash else "false").start()
     receiver = Webhook(loop, port)
     try:
-        c = tenant_client(s)
+        c = make_client(s.endpoint, (ACCESS_KEY, SECRET_KEY))
         c.create_bucket(Bucket="late-events")
         c.put_bucket_notification_configuration(Bucket="late-events", NotificationConfiguration={
             "QueueConfigurations": [queue_config("late", "webhook", ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])]})
@@ -528,10 +512,11 @@ def test_queued_events_survive_a_restart(tmp_path: Path, loop):
         for k in keys:
             c.put_object(Bucket="late-events", Key=k, Body=k.encode())
         c.delete_objects(Bucket="late-events", Delete={"Objects": [{"Key": k} for k in keys[:10]]})
-        queued = list((Path(data) / "notify" / "late").iterdir())
-        assert queued, "the events wait on disk"
+        if crash:
+            queued = list((Path(data) / "notify" / "late").iterdir())
+            assert queued, "the events wait on disk"
         log_text = Path(s.log_path).read_text(errors="replace")
-        s.stop()
+        s.kill() if crash else s.stop()
         s.start()
         receiver.start()
         want = {("ObjectCreated:Put", k) for k in keys} | {("ObjectRemoved:Delete", k) for k in keys[:10]}
@@ -554,3 +539,35 @@ def test_bad_target_configuration_stops_the_start(tmp_path: Path):
     with pytest.raises(RuntimeError):
         s.start(timeout=15)
     assert "type must be one of" in Path(s.log_path).read_text(errors="replace")
+
+
+def test_a_full_queue_drops_the_oldest(tmp_path: Path, loop):
+    import requests
+
+    port = free_port()
+    s = Server(str(tmp_path / "data"), env={
+        "COFFRE_NOTIFY_TARGETS": json.dumps([{"id": "small", "type": "webhook",
+                                              "url": f"http://127.0.0.1:{port}/events"}]),
+        "COFFRE_NOTIFY_QUEUE_LIMIT": "5", "COFFRE_NOTIFY_RETRY_MAX_SECONDS": "0.5",
+        "COFFRE_NOTIFY_WAIT_DURABLE": "true"}).start()  # one file per PUT: the drops are exact
+    receiver = Webhook(loop, port)
+    try:
+        c = make_client(s.endpoint, (ACCESS_KEY, SECRET_KEY))
+        c.create_bucket(Bucket="small-queue")
+        c.put_bucket_notification_configuration(Bucket="small-queue", NotificationConfiguration={
+            "QueueConfigurations": [queue_config("small", "webhook", ["s3:ObjectCreated:*"])]})
+        keys = [f"k{i:02d}" for i in range(12)]
+        for k in keys:  # every write succeeds, whatever the state of the target
+            c.put_object(Bucket="small-queue", Key=k, Body=b"x")
+        text = requests.get(s.admin_endpoint + "/metrics", timeout=5).text
+        assert 'coffre_notify_dropped_total{target="small"} 7' in text
+        assert 'coffre_notify_queue_depth{target="small"} 5' in text
+        receiver.start()
+        got = wait_for(receiver.records, 5)
+        time.sleep(0.5)
+        # The file being retried when the queue filled is kept, then the newest; the rest was dropped.
+        assert [r["s3"]["object"]["key"] for r in receiver.records()] == ["k00", "k08", "k09", "k10", "k11"], got
+        assert "over notify_queue_limit" in Path(s.log_path).read_text(errors="replace")
+    finally:
+        receiver.stop()
+        s.stop()

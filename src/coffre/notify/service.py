@@ -3,10 +3,12 @@
 A request that changed objects calls ``emit`` once it has its successful answer. Matching
 rules are read from the bucket's stored configuration; when one matches, the message is
 handed to a single writer task that writes every pending message of every request in one
-group commit per target (write, fsync, rename, fsync the directory) in a worker thread, and
-the request's answer goes out once its messages are on disk: a client that saw success can
-count on the event (at least once), and concurrent requests share one fsync. A bucket
-without a configuration costs one metadata read.
+group commit per target (write, fsync, rename, fsync the directory) in a worker thread, so
+the event loop never waits on the disk and concurrent requests share one fsync. By default
+the answer does not wait for that write (a few milliseconds of fsync would be most of a small
+PUT's time); with ``notify_wait_durable`` it goes out only once the messages are on disk, so
+a client that saw success can count on the event even across a power cut. A bucket without
+a configuration costs one metadata read.
 
 One deliverer task per target sends its queue in order and deletes a file only once the
 broker acknowledged every message in it; failures back off (doubling, up to
@@ -78,6 +80,8 @@ class Notifier:
         self._pending: asyncio.Queue[_Pending] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._waiting = 0  # messages handed to the writer, not yet on disk
+        self.wait_durable = settings.notify_wait_durable
         self._parsed: dict[str, list[cfg.Rule]] = {}  # stored document -> rules (documents rarely change)
         self._metrics(metrics)
 
@@ -171,8 +175,18 @@ class Notifier:
             return
         if not messages:
             return
+        if self._waiting + len(messages) > self.limit:
+            # The disk cannot keep up (or fails): never hold writes back for notifications.
+            for tid, _ in messages:
+                self._count(self._dropped, tid)
+            log.error("notify: %d event message(s) of bucket %s dropped: too many waiting to be written",
+                      len(messages), bucket)
+            return
         pending = _Pending(messages, asyncio.get_running_loop().create_future())
+        self._waiting += len(messages)
         self._pending.put_nowait(pending)
+        if not self.wait_durable:
+            return
         try:
             await asyncio.shield(pending.done)
         except Exception as e:  # noqa: BLE001 - logged; the write itself stands
@@ -224,6 +238,9 @@ class Notifier:
                     self._count(self._dropped, tid, len(msgs))
                     error = e
             for p in batch:
+                self._waiting -= len(p.messages)
+                if error is not None and p.messages and not self.wait_durable:
+                    log.error("notify: %d event message(s) could not be queued: %s", len(p.messages), error)
                 if not p.done.done():
                     if error is not None and p.messages:
                         p.done.set_exception(error)
