@@ -87,6 +87,8 @@ ACTIONS: dict[str, Rule] = {
     "GetBucketOwnershipControls": _b("s3:GetBucketOwnershipControls", True),
     "PutBucketOwnershipControls": _b("s3:PutBucketOwnershipControls", True),
     "DeleteBucketOwnershipControls": _b("s3:PutBucketOwnershipControls", True),
+    "GetBucketNotificationConfiguration": _b("s3:GetBucketNotification"),
+    "PutBucketNotificationConfiguration": _b("s3:PutBucketNotification"),
     "GetBucketAcl": _b("s3:GetBucketAcl"),
     "PutBucketAcl": _b("s3:PutBucketAcl"),
     "GetObject": _o("s3:GetObject", "s3:GetObjectVersion"),

@@ -1,0 +1,404 @@
+"""Bucket policies and the authorisation of every request, with real clients.
+
+A tenant root (the ``s3`` fixture), another tenant made through the admin API, users with
+managed policies, and an anonymous caller that signs nothing (urllib).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import empty_bucket, make_client
+from tests.server import TENANT
+from tests.tenants import admin_client, create_tenant, create_user_key
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+def anonymous(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """An unsigned HTTP request, as a browser or curl sends it."""
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def public_read(bucket: str) -> str:
+    return policy({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                   "Resource": f"arn:aws:s3:::{bucket}/*"})
+
+
+@pytest.fixture
+def open_bucket(s3, bucket):
+    """A bucket whose Block Public Access is off (a new one blocks everything)."""
+    s3.delete_public_access_block(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(scope="module")
+def other(server, endpoint):
+    """Another tenant: its name, id and root client."""
+    name = "other-" + uuid.uuid4().hex[:10]
+    akid, secret = create_tenant(server, name)
+    doc = admin_client(server).call("GET", f"/tenants/{name}")
+    client = make_client(endpoint, (akid, secret))
+    return {"name": name, "id": doc["id"], "client": client, "creds": (akid, secret)}
+
+
+@pytest.fixture(scope="module")
+def test_tenant_id(server) -> str:
+    return admin_client(server).call("GET", f"/tenants/{TENANT}")["id"]
+
+
+def user_with_policy(server, endpoint, tenant: str, document: str | None) -> tuple[object, str]:
+    """A new user of ``tenant`` with ``document`` as its managed policy; its client and name."""
+    name = "u" + uuid.uuid4().hex[:10]
+    akid, secret = create_user_key(server, tenant, name)
+    if document is not None:
+        c = admin_client(server)
+        c.call("POST", f"/tenants/{tenant}/policies", {"name": "p-" + name, "document": json.loads(document)})
+        c.call("PUT", f"/tenants/{tenant}/users/{name}/policies/p-{name}")
+    return make_client(endpoint, (akid, secret)), name
+
+
+def test_every_handler_has_an_authorisation_rule():
+    """A new operation cannot skip authorisation: each registered handler names its action."""
+    import coffre.s3.app  # noqa: F401  registers every handler
+    from coffre.s3.authz import ACTIONS
+    from coffre.s3.context import HANDLERS
+
+    assert sorted(set(HANDLERS) - set(ACTIONS)) == []
+
+
+def test_public_read_policy_opens_objects_to_anonymous_get(s3, endpoint, open_bucket):
+    b = open_bucket
+    s3.put_object(Bucket=b, Key="pub/hello.txt", Body=b"hello world")
+    assert anonymous("GET", f"{endpoint}/{b}/pub/hello.txt")[0] == 403
+    s3.put_bucket_policy(Bucket=b, Policy=public_read(b))
+    status, body = anonymous("GET", f"{endpoint}/{b}/pub/hello.txt")
+    assert (status, body) == (200, b"hello world")
+    assert anonymous("HEAD", f"{endpoint}/{b}/pub/hello.txt")[0] == 200
+    # Only what the policy grants: no listing, no writes, no deletes.
+    assert anonymous("GET", f"{endpoint}/{b}")[0] == 403
+    assert anonymous("PUT", f"{endpoint}/{b}/x", b"x")[0] == 403
+    assert anonymous("DELETE", f"{endpoint}/{b}/pub/hello.txt")[0] == 403
+    # Without s3:ListBucket a missing key is AccessDenied, not NoSuchKey (no existence probe).
+    status, body = anonymous("GET", f"{endpoint}/{b}/pub/missing.txt")
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    assert s3.get_bucket_policy_status(Bucket=b)["PolicyStatus"]["IsPublic"] is True
+
+
+def test_block_public_access_overrides_a_public_policy(s3, endpoint, open_bucket):
+    b = open_bucket
+    s3.put_object(Bucket=b, Key="k", Body=b"v")
+    s3.put_bucket_policy(Bucket=b, Policy=public_read(b))
+    assert anonymous("GET", f"{endpoint}/{b}/k")[0] == 200
+    s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={"RestrictPublicBuckets": True})
+    assert anonymous("GET", f"{endpoint}/{b}/k")[0] == 403
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"v"  # the owner is not restricted
+    s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={"BlockPublicPolicy": True})
+    assert anonymous("GET", f"{endpoint}/{b}/k")[0] == 200  # an existing policy keeps working
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=b, Policy=public_read(b))
+    assert code(e) == "AccessDenied"
+
+
+def test_new_buckets_block_public_policies(s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=public_read(bucket))
+    assert code(e) == "AccessDenied"
+    # A policy that is not public is accepted.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}))
+    assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is False
+
+
+def test_policy_round_trip(s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy_status(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"
+    text = ('{"Version":"2012-10-17","Statement":[{"Sid":"x","Effect":"Deny","Principal":{"AWS":"*"},'
+            f'"Action":"s3:DeleteBucket","Resource":"arn:aws:s3:::{bucket}"}}]}}')
+    s3.put_bucket_policy(Bucket=bucket, Policy=text)
+    assert s3.get_bucket_policy(Bucket=bucket)["Policy"] == text  # byte for byte
+    resp = s3.delete_bucket_policy(Bucket=bucket)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"
+
+
+@pytest.mark.parametrize("document, message", [
+    ("not json", "Policies must be valid JSON"),
+    ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
+     '"Resource":"arn:aws:s3:::BUCKET/*"}]}', "Principal"),
+    ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",'
+     '"Resource":"arn:aws:s3:::another-bucket-entirely/*"}]}', "resource"),
+    ('{"Version":"2012-10-17","Statement":[{"Effect":"Maybe","Principal":"*","Action":"s3:GetObject",'
+     '"Resource":"arn:aws:s3:::BUCKET/*"}]}', "Effect"),
+    ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:NoSuchAction",'
+     '"Resource":"arn:aws:s3:::BUCKET/*"}]}', "action"),
+])
+def test_malformed_policies_say_what_is_wrong(s3, bucket, document, message):
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=document.replace("BUCKET", bucket))
+    assert code(e) == "MalformedPolicy"
+    assert message.lower() in e.value.response["Error"]["Message"].lower()
+
+
+def test_policy_size_limit(s3, bucket):
+    big = policy(*[{"Sid": f"s{i}", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/{'x' * 200}{i}"} for i in range(120)])
+    assert len(big) > 20 * 1024
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=big)
+    assert code(e) == "MalformedPolicy"
+
+
+def test_explicit_deny_binds_the_tenant_root(s3, bucket, test_tenant_id):
+    s3.put_object(Bucket=bucket, Key="keep/me", Body=b"1")
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{test_tenant_id}:root"},
+        "Action": ["s3:DeleteObject", "s3:PutObject"], "Resource": f"arn:aws:s3:::{bucket}/keep/*"}))
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="keep/me")
+    assert code(e) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="keep/other", Body=b"2")
+    assert code(e) == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="keep/me")["Body"].read() == b"1"
+    s3.put_object(Bucket=bucket, Key="elsewhere", Body=b"3")
+    # DeleteObjects: each key on its own; the denied one is an AccessDenied entry.
+    out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep/me"}, {"Key": "elsewhere"}]})
+    assert [d["Key"] for d in out.get("Deleted", [])] == ["elsewhere"]
+    assert [(x["Key"], x["Code"]) for x in out["Errors"]] == [("keep/me", "AccessDenied")]
+    s3.delete_bucket_policy(Bucket=bucket)
+    s3.delete_object(Bucket=bucket, Key="keep/me")
+
+
+def test_conditions_source_ip_and_prefix(s3, endpoint, open_bucket):
+    b = open_bucket
+    s3.put_object(Bucket=b, Key="public/a", Body=b"a")
+    s3.put_object(Bucket=b, Key="private/b", Body=b"b")
+    s3.put_bucket_policy(Bucket=b, Policy=policy(
+        {"Sid": "ListPublicOnly", "Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
+         "Resource": f"arn:aws:s3:::{b}", "Condition": {"StringEquals": {"s3:prefix": "public/"}}},
+        {"Sid": "ReadFromLoopback", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{b}/*", "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}},
+        {"Sid": "NothingFromDocNet", "Effect": "Allow", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{b}/*", "Condition": {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}}))
+    status, body = anonymous("GET", f"{endpoint}/{b}?list-type=2&prefix=public/")
+    assert status == 200 and b"<Key>public/a</Key>" in body and b"private/b" not in body
+    assert anonymous("GET", f"{endpoint}/{b}?list-type=2")[0] == 403
+    assert anonymous("GET", f"{endpoint}/{b}?list-type=2&prefix=private/")[0] == 403
+    assert anonymous("GET", f"{endpoint}/{b}/private/b") == (200, b"b")
+    assert anonymous("PUT", f"{endpoint}/{b}/new", b"n")[0] == 403  # not from 192.0.2.0/24
+    # An explicit deny on the caller's address binds even the owner.
+    s3.put_bucket_policy(Bucket=b, Policy=policy(
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{b}/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}}))
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=b, Key="public/a")
+    assert code(e) == "AccessDenied"
+    s3.delete_bucket_policy(Bucket=b)
+
+
+def test_unknown_bucket_is_no_such_bucket_for_anyone(endpoint, other):
+    name = "nobody-" + uuid.uuid4().hex[:12]
+    status, body = anonymous("GET", f"{endpoint}/{name}/k")
+    assert status == 404 and b"NoSuchBucket" in body
+    with pytest.raises(ClientError) as e:
+        other["client"].get_object(Bucket=name, Key="k")
+    assert code(e) == "NoSuchBucket"
+
+
+def test_another_tenant_is_denied_without_revealing_objects(s3, bucket, other):
+    s3.put_object(Bucket=bucket, Key="exists", Body=b"x")
+    b_s3 = other["client"]
+    for call in (lambda: b_s3.get_object(Bucket=bucket, Key="exists"),
+                 lambda: b_s3.get_object(Bucket=bucket, Key="does-not-exist"),
+                 lambda: b_s3.list_objects_v2(Bucket=bucket),
+                 lambda: b_s3.put_object(Bucket=bucket, Key="intruder", Body=b"x"),
+                 lambda: b_s3.get_bucket_policy(Bucket=bucket),
+                 lambda: b_s3.put_bucket_policy(Bucket=bucket, Policy=public_read(bucket)),
+                 lambda: b_s3.get_bucket_acl(Bucket=bucket),
+                 lambda: b_s3.delete_bucket(Bucket=bucket)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        b_s3.head_object(Bucket=bucket, Key="exists")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    names = [x["Name"] for x in b_s3.list_buckets()["Buckets"]]
+    assert bucket not in names
+    assert anonymous("GET", f"{endpoint_of(s3)}/")[0] == 403  # anonymous ListBuckets
+
+
+def endpoint_of(client) -> str:
+    return client.meta.endpoint_url
+
+
+def test_cross_tenant_access_needs_both_sides(server, endpoint, s3, bucket, other):
+    s3.put_object(Bucket=bucket, Key="shared/doc", Body=b"shared")
+    b_root = other["client"]
+    b_user, b_user_name = user_with_policy(server, endpoint, other["name"], None)
+    b_reader, _ = user_with_policy(server, endpoint, other["name"], policy(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}))
+    for client in (b_root, b_user, b_reader):
+        with pytest.raises(ClientError) as e:
+            client.get_object(Bucket=bucket, Key="shared/doc")
+        assert code(e) == "AccessDenied"
+    # The resource side: tenant A opens shared/* to tenant B (its account principal).
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{other['id']}:root"}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/shared/*"}))
+    assert b_root.get_object(Bucket=bucket, Key="shared/doc")["Body"].read() == b"shared"
+    assert b_reader.get_object(Bucket=bucket, Key="shared/doc")["Body"].read() == b"shared"
+    with pytest.raises(ClientError) as e:  # its own tenant granted it nothing
+        b_user.get_object(Bucket=bucket, Key="shared/doc")
+    assert code(e) == "AccessDenied"
+    with pytest.raises(ClientError) as e:  # only what was granted
+        b_root.put_object(Bucket=bucket, Key="shared/new", Body=b"x")
+    assert code(e) == "AccessDenied"
+    # Only the bucket's own tenant manages its policy, whatever a policy says (AWS: 405).
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": {"AWS": other["id"]}, "Action": "s3:GetBucketPolicy",
+        "Resource": f"arn:aws:s3:::{bucket}"}))
+    with pytest.raises(ClientError) as e:
+        b_root.get_bucket_policy(Bucket=bucket)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
+    s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_cross_tenant_write_belongs_to_the_bucket_owner(s3, bucket, other):
+    b_root = other["client"]
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": {"AWS": other["id"]}, "Action": ["s3:PutObject", "s3:GetObject"],
+        "Resource": f"arn:aws:s3:::{bucket}/*"}))
+    b_root.put_object(Bucket=bucket, Key="from-b", Body=b"written by b")
+    owner = s3.list_objects(Bucket=bucket)["Contents"][0]["Owner"]["ID"]
+    assert owner == s3.list_buckets()["Owner"]["ID"]  # BucketOwnerEnforced: the bucket owner
+    # Encrypted for the bucket's tenant: both read it back.
+    assert s3.get_object(Bucket=bucket, Key="from-b")["Body"].read() == b"written by b"
+    assert b_root.get_object(Bucket=bucket, Key="from-b")["Body"].read() == b"written by b"
+    s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_user_policy_with_username_variable(server, endpoint, s3, bucket):
+    doc = policy(
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+         "Resource": f"arn:aws:s3:::{bucket}/home/${{aws:username}}/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
+         "Condition": {"StringLike": {"s3:prefix": "home/${aws:username}/*"}}})
+    alice, name = user_with_policy(server, endpoint, TENANT, doc)
+    alice.put_object(Bucket=bucket, Key=f"home/{name}/notes.txt", Body=b"mine")
+    assert alice.get_object(Bucket=bucket, Key=f"home/{name}/notes.txt")["Body"].read() == b"mine"
+    keys = [o["Key"] for o in alice.list_objects_v2(Bucket=bucket, Prefix=f"home/{name}/")["Contents"]]
+    assert keys == [f"home/{name}/notes.txt"]
+    s3.put_object(Bucket=bucket, Key="home/bob/secret", Body=b"bob's")
+    for call in (lambda: alice.put_object(Bucket=bucket, Key="home/bob/x", Body=b"x"),
+                 lambda: alice.get_object(Bucket=bucket, Key="home/bob/secret"),
+                 lambda: alice.list_objects_v2(Bucket=bucket),
+                 lambda: alice.list_objects_v2(Bucket=bucket, Prefix="home/bob/"),
+                 lambda: alice.delete_object(Bucket=bucket, Key=f"home/{name}/notes.txt"),
+                 lambda: alice.get_bucket_policy(Bucket=bucket),
+                 lambda: alice.create_bucket(Bucket="u-" + uuid.uuid4().hex[:12])):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e) == "AccessDenied"
+    # A user without a policy may do nothing, not even list its tenant's buckets.
+    nobody, _ = user_with_policy(server, endpoint, TENANT, None)
+    with pytest.raises(ClientError) as e:
+        nobody.list_buckets()
+    assert code(e) == "AccessDenied"
+
+
+def test_bucket_policy_naming_a_user_is_enough_inside_the_tenant(server, endpoint, s3, bucket, test_tenant_id):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    carol, name = user_with_policy(server, endpoint, TENANT, None)
+    # An allow to the tenant itself delegates to its identity policies: carol has none.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{test_tenant_id}:root"}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*"}))
+    with pytest.raises(ClientError) as e:
+        carol.get_object(Bucket=bucket, Key="k")
+    assert code(e) == "AccessDenied"
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{test_tenant_id}:user/{name}"},
+        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}))
+    assert carol.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_aws_cli_put_bucket_policy(endpoint, credentials, s3, bucket, tmp_path, log_path):
+    from tests.compat.helpers import run, venv_binary
+    from tests.compat.test_awscli import _env
+
+    exe = venv_binary("aws")
+    env = _env(credentials, tmp_path)
+    doc = tmp_path / "policy.json"
+    text = policy({"Sid": "DenyDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+                   "Resource": f"arn:aws:s3:::{bucket}/*"})
+    doc.write_text(text)
+    aws = [exe, "--endpoint-url", endpoint, "s3api"]
+    run(aws + ["put-bucket-policy", "--bucket", bucket, "--policy", f"file://{doc}"], env=env, log_path=log_path)
+    out = run(aws + ["get-bucket-policy", "--bucket", bucket], env=env, log_path=log_path).stdout
+    assert json.loads(json.loads(out)["Policy"]) == json.loads(text)
+    out = run(aws + ["get-bucket-policy-status", "--bucket", bucket], env=env, log_path=log_path).stdout
+    assert json.loads(out)["PolicyStatus"]["IsPublic"] is False
+    bad = run(aws + ["put-bucket-policy", "--bucket", bucket, "--policy", '{"Statement": []}'], env=env,
+              log_path=log_path, check=False)
+    assert bad.returncode != 0 and "MalformedPolicy" in bad.stderr
+    run(aws + ["delete-bucket-policy", "--bucket", bucket], env=env, log_path=log_path)
+
+
+@pytest.fixture
+def log_path(server) -> str | None:
+    return server.log_path if server is not None else None
+
+
+def test_anonymous_post_upload_needs_a_public_write_policy(s3, endpoint, open_bucket):
+    b = open_bucket
+    boundary = "----coffre" + uuid.uuid4().hex
+
+    def form(key: str) -> bytes:
+        return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n{key}\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.txt\"\r\n"
+                f"Content-Type: text/plain\r\n\r\nposted\r\n--{boundary}--\r\n").encode()
+
+    def post(key: str) -> int:
+        req = urllib.request.Request(f"{endpoint}/{b}", data=form(key), method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert post("drop/one.txt") == 403
+    s3.put_bucket_policy(Bucket=b, Policy=policy({
+        "Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{b}/drop/*"}))
+    assert post("drop/one.txt") == 204
+    assert post("elsewhere.txt") == 403
+    obj = s3.get_object(Bucket=b, Key="drop/one.txt")
+    assert obj["Body"].read() == b"posted"
+    s3.delete_bucket_policy(Bucket=b)
+    empty_bucket(s3, b)
