@@ -139,3 +139,47 @@ def test_evaluation_reuses_compiled_matchers(monkeypatch: pytest.MonkeyPatch) ->
     denied = dataclasses.replace(request, action="s3:PutObject", resource="arn:aws:s3:::b/k",
                                  keys={**keys, "aws:securetransport": ["false"]})
     assert evaluate([policy], denied, True) is Decision.DENY
+
+
+def _reference(pattern: str, value: str, arn: bool) -> bool:
+    """The wildcard semantics spelled naively (exponential in the number of stars, fine for
+    short texts): in an ARN a wildcard in the first five parts stays in its part, unless the
+    pattern has fewer than six parts and ends with "*"."""
+    free_all = not arn or (pattern.count(":") < 5 and pattern.endswith("*"))
+    source, colons = [], 0
+    for ch in pattern:
+        free = free_all or colons >= 5
+        if ch == "*":
+            source.append(".*" if free else "[^:]*")
+        elif ch == "?":
+            source.append("." if free else "[^:]")
+        else:
+            colons += ch == ":"
+            source.append(re.escape(ch))
+    return re.fullmatch("".join(source), value, re.DOTALL) is not None
+
+
+@pytest.mark.parametrize("arn", [False, True])
+def test_wildcards_agree_with_the_naive_semantics(arn: bool) -> None:
+    import random
+
+    rng = random.Random(20261130)
+    for _ in range(4000):
+        pattern = "".join(rng.choice("a:b/*?*:") for _ in range(rng.randint(0, 12)))
+        value = "".join(rng.choice("ab:/") for _ in range(rng.randint(0, 14)))
+        compiled = matching.Pattern(matching.tokenize(pattern, variables=False), arn=arn)
+        assert compiled.matches(value, {}) is _reference(pattern, value, arn), (pattern, value)
+
+
+def test_many_wildcards_do_not_backtrack_exponentially() -> None:
+    """A policy's stars against a long key: a naive regex would take hours here."""
+    policy = identity({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/x" + "*a" * 12 + "*b"},
+                      {"Effect": "Allow", "Action": "s3:*", "Resource": "*",
+                       "Condition": {"StringLike": {"s3:prefix": "x" + "*a" * 12 + "*b"}}})
+    long_key = "x" + "a" * 1000
+    assert evaluate([policy], ctx(resource="arn:aws:s3:::b/" + long_key), False) is Decision.NONE
+    assert evaluate([policy], ctx(s3__prefix=[long_key]), False) is Decision.NONE
+    assert evaluate([policy], ctx(s3__prefix=[long_key + "b"]), False) is Decision.ALLOW
+    with pytest.raises(Exception, match="Policy has invalid action"):
+        parse_policy(json.dumps({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:" + "*e" * 30 + "x",
+                                               "Resource": "*"}}), "resource")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from coffre.core.errors import CoffreError, LimitExceeded, MalformedPolicy, MalformedPolicyDocument
 from coffre.core.policy.actions import S3_ACTIONS, S3_OBJECT_ACTIONS
 from coffre.core.policy.conditions import Condition, ConditionError
-from coffre.core.policy.matching import Pattern, VariableError, tokenize
+from coffre.core.policy.matching import Pattern, VariableError, glob_regex, globs_regex, tokenize
 
 RESOURCE_POLICY_MAX_BYTES = 20 * 1024  # bucket policies: 20 KB, whitespace included
 IDENTITY_POLICY_MAX_CHARS = 6144  # managed policies: 6,144 characters, whitespace excluded
@@ -97,7 +97,7 @@ class Statement:
 
     def matches_action(self, action_lower: str) -> bool:
         hit = self.actions_all or action_lower in self.actions_exact or (
-            self.actions_regex is not None and self.actions_regex.fullmatch(action_lower) is not None)
+            self.actions_regex is not None and self.actions_regex.match(action_lower) is not None)
         return hit != self.not_action
 
     def matches_resource(self, resource: str, keys: Mapping[str, Sequence[str]]) -> bool:
@@ -311,8 +311,8 @@ class _Parser:
                 if service != "s3":
                     raise MalformedPolicy("Policy has invalid action")
                 if wild:
-                    probe = re.compile(_wildcard_source(operation))
-                    if not any(probe.fullmatch(a) for a in S3_ACTIONS):
+                    probe = glob_regex(operation)
+                    if not any(probe.match(a) for a in S3_ACTIONS):
                         raise MalformedPolicy("Policy has invalid action")
                 elif operation not in S3_ACTIONS:
                     raise MalformedPolicy("Policy has invalid action")
@@ -322,9 +322,7 @@ class _Parser:
                 exact.add(lowered)
         regex = None
         if wildcards and not everything:
-            source = "|".join(f"(?:{re.escape(service)}:{_wildcard_source(operation)})"
-                              for service, _, operation in (w.partition(":") for w in wildcards))
-            regex = re.compile(source, re.DOTALL)
+            regex = globs_regex(wildcards)
         return everything, frozenset(exact), regex, has_na
 
     def resources(self, st: dict[str, object], variables: bool) -> tuple[tuple[Pattern, ...], bool]:
@@ -361,9 +359,9 @@ class _Parser:
             if name == "*":
                 return
             if "*" in operation or "?" in operation:
-                probe = re.compile(_wildcard_source(operation))
+                probe = glob_regex(operation)
                 action_kinds.update("object" if a in S3_OBJECT_ACTIONS else "bucket"
-                                    for a in S3_ACTIONS if probe.fullmatch(a))
+                                    for a in S3_ACTIONS if probe.match(a))
             else:
                 action_kinds.add("object" if operation in S3_OBJECT_ACTIONS else "bucket")
         resource_kinds: set[str] = set()
@@ -386,14 +384,15 @@ class _Parser:
             return False
         if self.bucket is None or "${" in rest.split("/", 1)[0]:
             return True
+        # Bucket names have no "/": a glob over the name needs no care for slashes.
         bucket_part, slash, _ = rest.partition("/")
         if slash:
-            return re.fullmatch(_wildcard_source(bucket_part, no_slash=True), self.bucket) is not None
-        if re.fullmatch(_wildcard_source(rest), self.bucket):
+            return glob_regex(bucket_part).match(self.bucket) is not None
+        if glob_regex(rest).match(self.bucket):
             return True
         # "arn:aws:s3:::buck*" also covers "bucket/key": a star may run into the object part.
         star = rest.find("*")
-        return star >= 0 and re.fullmatch(_wildcard_source(rest[:star], no_slash=True) + ".*", self.bucket) is not None
+        return star >= 0 and glob_regex(rest[: star + 1]).match(self.bucket) is not None
 
     def conditions(self, raw: object, variables: bool) -> tuple[Condition, ...]:
         if not isinstance(raw, dict):
@@ -433,11 +432,6 @@ def _condition_values(value: object) -> list[str] | None:
         else:
             return None
     return out
-
-
-def _wildcard_source(pattern: str, no_slash: bool = False) -> str:
-    any_run, any_one = ("[^/]*", "[^/]") if no_slash else (".*", ".")
-    return "".join(any_run if c == "*" else any_one if c == "?" else re.escape(c) for c in pattern)
 
 
 def parse(text: str, kind: str, bucket: str | None) -> tuple[str, tuple[Statement, ...]]:

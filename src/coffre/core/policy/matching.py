@@ -113,42 +113,114 @@ def resolve_variable(var: Variable, keys: Mapping[str, Sequence[str]]) -> str | 
     return var.default
 
 
-def _regex(tokens: Sequence[Token], arn: bool, keys: Mapping[str, Sequence[str]] | None) -> str | None:
-    """Regex source for tokens; None when a variable has no value in ``keys``."""
-    parts: list[str] = []
-    free_from_start = False
-    if arn:
-        # Count the colons of the pattern's literal text to know which ARN part a token is in.
-        text_colons = sum(t.count(":") for t in tokens if isinstance(t, str))
-        free_from_start = text_colons < 5 and bool(tokens) and tokens[-1] is STAR
-    colons = 0
+Plain = str | Wildcard  # a token once variables are substituted
+
+
+def _glob_source(tokens: Sequence[Plain]) -> str:
+    """A regular expression (for ``re.match``, with DOTALL) accepting exactly what the glob
+    accepts, in time linear in the text for each part between stars.
+
+    A naive translation (``a.*b.*c``) backtracks exponentially in the number of stars: a policy
+    with a handful of ``*`` and a long key would hold a CPU for hours. A glob has a greedy
+    solution: the text between two stars may always be matched at its leftmost occurrence,
+    so each such middle part is an atomic group that never gives back what it matched; only the
+    last part is anchored at the end of the text."""
+    segments: list[list[str]] = [[]]
+    for t in tokens:
+        if t is STAR:
+            segments.append([])
+        elif isinstance(t, Wildcard):
+            segments[-1].append(".")
+        else:
+            segments[-1].append(re.escape(t))
+    sources = ["".join(segment) for segment in segments]
+    if len(sources) == 1:
+        return sources[0] + r"\Z"
+    middle = "".join(f"(?>.*?{source})" for source in sources[1:-1] if source)
+    return f"{sources[0]}{middle}.*{sources[-1]}\\Z"
+
+
+def _plain(text: str) -> list[Plain]:
+    return [t for t in tokenize(text, variables=False) if not isinstance(t, Variable)]
+
+
+def glob_regex(text: str, ignore_case: bool = False) -> re.Pattern[str]:
+    """A compiled glob (``*`` and ``?``) for ``.match``; ``text`` has no policy variables."""
+    return re.compile(_glob_source(_plain(text)),
+                      re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def globs_regex(texts: Sequence[str], ignore_case: bool = False) -> re.Pattern[str]:
+    """One expression (for ``.match``) accepting what any of the globs accepts."""
+    sources = [_glob_source(_plain(text)) for text in texts]
+    return re.compile("|".join(f"(?:{source})" for source in sources),
+                      re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def _split_colons(tokens: Sequence[Plain]) -> list[list[Plain]]:
+    parts: list[list[Plain]] = [[]]
     for t in tokens:
         if isinstance(t, Wildcard):
-            free = not arn or free_from_start or colons >= 5
-            if t is STAR:
-                parts.append(".*" if free else "[^:]*")
-            else:
-                parts.append("." if free else "[^:]")
-        elif isinstance(t, Variable):
-            if keys is None:
-                return None
-            value = resolve_variable(t, keys)
-            if value is None:
-                return None
-            parts.append(re.escape(value))
-        else:
-            if arn:
-                colons += t.count(":")
-            parts.append(re.escape(t))
-    return "".join(parts)
+            parts[-1].append(t)
+            continue
+        pieces = t.split(":")
+        if pieces[0]:
+            parts[-1].append(pieces[0])
+        for piece in pieces[1:]:
+            parts.append([piece] if piece else [])
+    return parts
+
+
+class _Matcher:
+    """A compiled pattern without variables: one expression, or (ARN patterns with a wildcard
+    in one of the first five parts) one expression per colon-separated part."""
+
+    __slots__ = ("regex", "parts", "whole_split")
+
+    def __init__(self, tokens: Sequence[Plain], arn: bool, flags: int) -> None:
+        self.regex: re.Pattern[str] | None = None
+        self.parts: tuple[re.Pattern[str], ...] = ()
+        self.whole_split = False
+        flags |= re.DOTALL
+        if arn:
+            parts = _split_colons(tokens)
+            trailing_star = bool(tokens) and tokens[-1] is STAR
+            head = parts[:5] if len(parts) >= 6 else ([] if trailing_star else parts)
+            if any(isinstance(t, Wildcard) for part in head for t in part):
+                # A wildcard in the first five parts stays in its part: match part by part.
+                if len(parts) >= 6:
+                    tail: list[Plain] = []
+                    for i, part in enumerate(parts[5:]):
+                        if i:
+                            tail.append(":")
+                        tail.extend(part)
+                    self.parts = tuple(re.compile(_glob_source(p), flags) for p in [*parts[:5], tail])
+                else:
+                    self.parts = tuple(re.compile(_glob_source(p), flags) for p in parts)
+                    self.whole_split = True
+                return
+        # No wildcard before the resource part (the usual "arn:aws:s3:::bucket/*"), a short
+        # pattern ending in "*", or a plain glob: one expression over the whole text.
+        self.regex = re.compile(_glob_source(tokens), flags)
+
+    def match(self, value: str) -> bool:
+        if self.regex is not None:
+            return self.regex.match(value) is not None
+        pieces = value.split(":") if self.whole_split else value.split(":", 5)
+        if len(pieces) != len(self.parts):
+            return False
+        for regex, piece in zip(self.parts, pieces, strict=True):
+            if regex.match(piece) is None:
+                return False
+        return True
 
 
 class Pattern:
     """One compiled pattern (a Resource entry, a StringLike / ArnLike value, an action)."""
 
-    __slots__ = ("tokens", "arn", "flags", "regex", "literal", "_resolved")
+    __slots__ = ("tokens", "arn", "flags", "literal", "matcher", "_resolved")
 
-    # Expressions compiled for the variable values seen lately (per pattern, bounded): a
+    # Matchers compiled for the variable values seen lately (per pattern, bounded): a
     # per-user Resource is compiled once per user, not once per request.
     CACHE_SIZE = 256
 
@@ -156,45 +228,46 @@ class Pattern:
         self.tokens = tokens
         self.arn = arn
         self.flags = re.IGNORECASE if ignore_case else 0
-        self.regex: re.Pattern[str] | None = None
         self.literal: str | None = None
-        self._resolved: dict[tuple[str, ...], re.Pattern[str]] = {}
+        self.matcher: _Matcher | None = None
+        self._resolved: dict[tuple[str, ...], _Matcher] = {}
         if not has_variables(tokens):
+            plain = [t for t in tokens if not isinstance(t, Variable)]
             if not has_wildcards(tokens):
-                text = "".join(t for t in tokens if isinstance(t, str))
+                text = "".join(t for t in plain if isinstance(t, str))
                 self.literal = text.lower() if ignore_case else text
             else:
-                source = _regex(tokens, arn, None)
-                assert source is not None
-                self.regex = re.compile(source, self.flags | re.DOTALL)
+                self.matcher = _Matcher(plain, arn, self.flags)
 
     @property
     def dynamic(self) -> bool:
-        return self.literal is None and self.regex is None
+        return self.literal is None and self.matcher is None
 
     def matches(self, value: str, keys: Mapping[str, Sequence[str]]) -> bool | None:
         """True / False, or None when a policy variable has no value in this request."""
         if self.literal is not None:
             return (value.lower() if self.flags else value) == self.literal
-        if self.regex is not None:
-            return self.regex.fullmatch(value) is not None
+        if self.matcher is not None:
+            return self.matcher.match(value)
         resolved: list[str] = []
+        plain: list[Plain] = []
         for t in self.tokens:
             if isinstance(t, Variable):
                 text = resolve_variable(t, keys)
                 if text is None:
                     return None
                 resolved.append(text)
+                plain.append(text)  # literal text: a value's "*" is not a wildcard
+            else:
+                plain.append(t)
         cache_key = tuple(resolved)
-        regex = self._resolved.get(cache_key)
-        if regex is None:
-            source = _regex(self.tokens, self.arn, keys)
-            assert source is not None
-            regex = re.compile(source, self.flags | re.DOTALL)
+        matcher = self._resolved.get(cache_key)
+        if matcher is None:
+            matcher = _Matcher(plain, self.arn, self.flags)
             if len(self._resolved) >= self.CACHE_SIZE:
                 self._resolved.clear()
-            self._resolved[cache_key] = regex
-        return regex.fullmatch(value) is not None
+            self._resolved[cache_key] = matcher
+        return matcher.match(value)
 
 
 def substitute(tokens: Sequence[Token], keys: Mapping[str, Sequence[str]]) -> str | None:
