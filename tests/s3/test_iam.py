@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -307,6 +308,49 @@ def test_users_need_iam_permissions(a):
     a.iam.delete_user(UserName=other)
     a.iam.delete_user_policy(UserName=u, PolicyName="self")
     a.iam.delete_access_key(UserName=u, AccessKeyId=key["AccessKeyId"])
+    a.iam.delete_user(UserName=u)
+
+
+def test_a_right_over_every_users_keys_does_not_reach_the_roots(a):
+    """"root" names the tenant root in IamService; as a UserName it is no one (no user may be
+    called so), even for a user allowed every key action on every user."""
+    u = name()
+    a.iam.create_user(UserName=u)
+    key = a.iam.create_access_key(UserName=u)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}
+    a.iam.put_user_policy(UserName=u, PolicyName="keys", PolicyDocument=json.dumps(policy))
+    user_iam = _client("iam", a.endpoint, (key["AccessKeyId"], key["SecretAccessKey"]))
+    for call in (lambda: user_iam.create_access_key(UserName="root"),
+                 lambda: user_iam.list_access_keys(UserName="root"),
+                 lambda: user_iam.update_access_key(UserName="root", AccessKeyId=a.creds[0], Status="Inactive"),
+                 lambda: user_iam.delete_access_key(UserName="Root", AccessKeyId=a.creds[0]),
+                 lambda: user_iam.update_access_key(AccessKeyId=a.creds[0], Status="Inactive")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e) == ("NoSuchEntity", 404)
+    assert a.sts.get_caller_identity()["Arn"].endswith(":root")  # the root key still works
+    a.iam.delete_user_policy(UserName=u, PolicyName="keys")
+    a.iam.delete_access_key(UserName=u, AccessKeyId=key["AccessKeyId"])
+    a.iam.delete_user(UserName=u)
+
+
+def test_concurrent_key_creation_stays_within_the_limit(a):
+    u = name()
+    a.iam.create_user(UserName=u)
+    clients = [_client("iam", a.endpoint, a.creds) for _ in range(6)]
+
+    def create(c):
+        try:
+            return c.create_access_key(UserName=u)["AccessKey"]["AccessKeyId"]
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(create, clients))
+    assert sorted(r for r in results if r == "LimitExceeded") == ["LimitExceeded"] * 4
+    assert len(a.iam.list_access_keys(UserName=u)["AccessKeyMetadata"]) == 2
+    for k in a.iam.list_access_keys(UserName=u)["AccessKeyMetadata"]:
+        a.iam.delete_access_key(UserName=u, AccessKeyId=k["AccessKeyId"])
     a.iam.delete_user(UserName=u)
 
 

@@ -14,6 +14,7 @@ against AWS work here and a tenant cannot grow its identity tables without bound
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import string
@@ -186,6 +187,10 @@ class IamService:
         self.meta = meta
         self.keyring = keyring
         self.on_change = on_change
+        # Held from a quota check to the write it guards (keys per user, groups per user...), so
+        # concurrent calls in this gateway cannot both pass the check. IAM writes are rare: one
+        # lock for all is enough. (Gateways sharing a store may still race by one.)
+        self._limits = asyncio.Lock()
 
     # -- users --
     async def create_user(self, tenant_id: str, name: str, path: str = "/",
@@ -223,16 +228,18 @@ class IamService:
                           new_name: str | None = None) -> UserRecord:
         """Move a user to another path. Renaming is refused: access keys, memberships and
         policies are kept by name, and ARNs in other tenants' policies would silently change."""
-        user = await self.get_user(tenant_id, name)
-        if new_name is not None and new_name != user.name:
-            check_name(new_name, "newUserName", MAX_USER_NAME)
-            raise InvalidInput("Renaming a user is not supported by coffre; create a new user instead.")
-        if new_path is None or new_path == user.path:
-            return user
-        check_path(new_path, "newPath")
-        updated = replace(user, path=new_path)
-        await self._update_user(updated)
-        return updated
+        if new_path is not None:
+            check_path(new_path, "newPath")
+        async with self._limits:  # read-modify-write, as tag_user
+            user = await self.get_user(tenant_id, name)
+            if new_name is not None and new_name != user.name:
+                check_name(new_name, "newUserName", MAX_USER_NAME)
+                raise InvalidInput("Renaming a user is not supported by coffre; create a new user instead.")
+            if new_path is None or new_path == user.path:
+                return user
+            updated = replace(user, path=new_path)
+            await self._update_user(updated)
+            return updated
 
     async def delete_user(self, tenant_id: str, name: str) -> None:
         user = await self.get_user(tenant_id, name)
@@ -255,18 +262,21 @@ class IamService:
 
     async def tag_user(self, tenant_id: str, name: str, tags: Iterable[tuple[str, str]]) -> None:
         """Add or overwrite tags (a key equal but for case replaces the old one, as in IAM)."""
-        user = await self.get_user(tenant_id, name)
         given = check_tags(tags)
-        merged = {k: v for k, v in user.tags.items() if k.lower() not in {g.lower() for g in given}}
-        merged.update(given)
-        if len(merged) > TAGS_PER_USER:
-            raise LimitExceeded(f"Cannot exceed quota for TagsPerUser: {TAGS_PER_USER}")
-        await self._update_user(replace(user, tags=merged))
+        async with self._limits:  # read-modify-write: concurrent TagUser calls must not lose tags
+            user = await self.get_user(tenant_id, name)
+            merged = {k: v for k, v in user.tags.items() if k.lower() not in {g.lower() for g in given}}
+            merged.update(given)
+            if len(merged) > TAGS_PER_USER:
+                raise LimitExceeded(f"Cannot exceed quota for TagsPerUser: {TAGS_PER_USER}")
+            await self._update_user(replace(user, tags=merged))
 
     async def untag_user(self, tenant_id: str, name: str, keys: Iterable[str]) -> None:
-        user = await self.get_user(tenant_id, name)
         drop = {k.lower() for k in keys}
-        await self._update_user(replace(user, tags={k: v for k, v in user.tags.items() if k.lower() not in drop}))
+        async with self._limits:
+            user = await self.get_user(tenant_id, name)
+            await self._update_user(replace(user, tags={k: v for k, v in user.tags.items()
+                                                        if k.lower() not in drop}))
 
     async def _update_user(self, user: UserRecord) -> None:
         try:
@@ -285,13 +295,14 @@ class IamService:
     async def create_access_key(self, tenant_id: str, user: str) -> tuple[AccessKeyRecord, str]:
         """A new active key and its secret (shown once, never stored in plaintext)."""
         principal = await self._key_owner(tenant_id, user)
-        if len(await self.meta.list_access_keys(tenant_id, principal)) >= ACCESS_KEYS_PER_USER:
-            raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {ACCESS_KEYS_PER_USER}")
         akid, secret = new_access_key_id(), new_secret_key()
         key = AccessKeyRecord(access_key_id=akid, tenant_id=tenant_id, principal=principal,
                               wrapped_secret=self.keyring.wrap_secret(akid, secret), status="active",
                               created_at=time.time())
-        await self.meta.put_access_key(key)
+        async with self._limits:
+            if len(await self.meta.list_access_keys(tenant_id, principal)) >= ACCESS_KEYS_PER_USER:
+                raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {ACCESS_KEYS_PER_USER}")
+            await self.meta.put_access_key(key)
         self.on_change(tenant_id)
         return key, secret
 
@@ -375,13 +386,14 @@ class IamService:
     async def add_user_to_group(self, tenant_id: str, group: str, user: str) -> None:
         g = await self._group(tenant_id, group)
         u = await self.get_user(tenant_id, user)
-        current = await self.meta.list_groups_for_user(tenant_id, u.name)
-        if len(current) >= GROUPS_PER_USER and all(x.group_id != g.group_id for x in current):
-            raise LimitExceeded(f"Cannot exceed quota for GroupsPerUser: {GROUPS_PER_USER}")
-        try:
-            await self.meta.add_user_to_group(tenant_id, g.name, u.name)
-        except NotFound as e:
-            raise NoSuchEntity(f"The group with name {_shown(group)} cannot be found.") from e
+        async with self._limits:
+            current = await self.meta.list_groups_for_user(tenant_id, u.name)
+            if len(current) >= GROUPS_PER_USER and all(x.group_id != g.group_id for x in current):
+                raise LimitExceeded(f"Cannot exceed quota for GroupsPerUser: {GROUPS_PER_USER}")
+            try:
+                await self.meta.add_user_to_group(tenant_id, g.name, u.name)
+            except NotFound as e:
+                raise NoSuchEntity(f"The group with name {_shown(group)} cannot be found.") from e
         self.on_change(tenant_id)
 
     async def remove_user_from_group(self, tenant_id: str, group: str, user: str) -> None:
@@ -410,18 +422,19 @@ class IamService:
         stored_owner = await self._owner(tenant_id, kind, owner)
         _validate_document(document)
         limit = USER_INLINE_TOTAL if kind == "user" else GROUP_INLINE_TOTAL
-        total = policy_size(document)
-        for other in await self.meta.list_inline_policies(tenant_id, kind, stored_owner):
-            if other.lower() == name.lower():
-                continue  # being replaced
-            text = await self.meta.get_inline_policy(tenant_id, kind, stored_owner, other)
-            total += policy_size(text or "")
-        if total > limit:
-            raise LimitExceeded(f"Maximum policy size of {limit} bytes exceeded for {kind} {stored_owner}")
-        try:
-            await self.meta.put_inline_policy(tenant_id, kind, stored_owner, name, document)
-        except NotFound as e:
-            raise NoSuchEntity(f"The {kind} with name {_shown(owner)} cannot be found.") from e
+        async with self._limits:
+            total = policy_size(document)
+            for other in await self.meta.list_inline_policies(tenant_id, kind, stored_owner):
+                if other.lower() == name.lower():
+                    continue  # being replaced
+                text = await self.meta.get_inline_policy(tenant_id, kind, stored_owner, other)
+                total += policy_size(text or "")
+            if total > limit:
+                raise LimitExceeded(f"Maximum policy size of {limit} bytes exceeded for {kind} {stored_owner}")
+            try:
+                await self.meta.put_inline_policy(tenant_id, kind, stored_owner, name, document)
+            except NotFound as e:
+                raise NoSuchEntity(f"The {kind} with name {_shown(owner)} cannot be found.") from e
         self.on_change(tenant_id)
 
     async def get_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> str:
@@ -499,14 +512,16 @@ class IamService:
     async def attach_policy(self, tenant_id: str, kind: str, owner: str, arn: str) -> None:
         policy = await self.get_policy(tenant_id, arn)
         stored_owner = await self._owner(tenant_id, kind, owner)
-        attached = await self.meta.list_attached_policies(tenant_id, kind, stored_owner)
-        if len(attached) >= MANAGED_POLICIES_PER_ENTITY and all(p.policy_id != policy.policy_id for p in attached):
-            raise LimitExceeded(f"Cannot exceed quota for PoliciesPer{kind.capitalize()}: "
-                                f"{MANAGED_POLICIES_PER_ENTITY}")
-        try:
-            await self.meta.attach_policy(tenant_id, kind, stored_owner, policy.name)
-        except NotFound as e:
-            raise NoSuchEntity(f"Policy {_shown(arn)} does not exist or is not attachable.") from e
+        async with self._limits:
+            attached = await self.meta.list_attached_policies(tenant_id, kind, stored_owner)
+            if len(attached) >= MANAGED_POLICIES_PER_ENTITY and \
+                    all(p.policy_id != policy.policy_id for p in attached):
+                raise LimitExceeded(f"Cannot exceed quota for PoliciesPer{kind.capitalize()}: "
+                                    f"{MANAGED_POLICIES_PER_ENTITY}")
+            try:
+                await self.meta.attach_policy(tenant_id, kind, stored_owner, policy.name)
+            except NotFound as e:
+                raise NoSuchEntity(f"Policy {_shown(arn)} does not exist or is not attachable.") from e
         self.on_change(tenant_id)
 
     async def detach_policy(self, tenant_id: str, kind: str, owner: str, arn: str) -> None:

@@ -315,6 +315,10 @@ async def _key_target(call: Call) -> tuple[str, str]:
     name = _optional_user(call)
     if name is None:
         return await call.key_owner()
+    if name.lower() == ROOT_USER:
+        # IamService reads "root" as the tenant root; a UserName is only ever a user, and no user
+        # may be called "root": a right over "every user's keys" must not reach the root's.
+        raise NoSuchEntity(f"The user with name {name} cannot be found.")
     return name, await call.user_resource(name)
 
 
