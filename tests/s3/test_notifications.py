@@ -571,3 +571,44 @@ def test_a_full_queue_drops_the_oldest(tmp_path: Path, loop):
     finally:
         receiver.stop()
         s.stop()
+
+
+def test_browser_upload_sends_object_created_post(client, nbucket, hook):
+    import requests
+
+    client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={
+        "QueueConfigurations": [queue_config("hook", "webhook", ["s3:ObjectCreated:Post"])]})
+    post = client.generate_presigned_post(nbucket, "form/${filename}",
+                                          Fields={"success_action_redirect": "http://127.0.0.1/done"},
+                                          Conditions=[["starts-with", "$key", "form/"],
+                                                      {"success_action_redirect": "http://127.0.0.1/done"}])
+    resp = requests.post(post["url"], data=post["fields"], files={"file": ("up.txt", b"posted")},
+                         allow_redirects=False, timeout=10)
+    assert resp.status_code == 303  # a redirect is a success too
+    client.put_object(Bucket=nbucket, Key="form/not-a-post.txt", Body=b"")  # Put, not configured
+    records = wait_for(lambda: of_bucket(hook.records(), nbucket), 1)
+    assert [(r["eventName"], r["s3"]["object"]["key"], r["s3"]["object"]["size"]) for r in records] == \
+        [("ObjectCreated:Post", "form/up.txt", 6)]
+
+
+def test_targets_from_the_toml_file(tmp_path: Path):
+    from coffre.notify.config import parse_targets
+    from coffre.settings import load_settings
+
+    path = tmp_path / "coffre.toml"
+    path.write_text('[notify]\nqueue_limit = 10\n\n[[notify.targets]]\nid = "a"\ntype = "redis"\n'
+                    'url = "redis://127.0.0.1:6379/0"\nkey = "events"\npassword = "hunter2-secret"\n')
+    s = load_settings(str(path), env={})
+    assert s.notify_queue_limit == 10
+    targets = parse_targets(s.notify_targets)
+    assert targets["a"].type == "redis" and targets["a"].options["key"] == "events"
+    assert "hunter2-secret" not in repr(s) and "hunter2-secret" not in repr(targets)
+    env = load_settings(None, env={"COFFRE_NOTIFY_TARGETS": json.dumps([{"id": "b", "type": "webhook",
+                                                                         "url": "http://127.0.0.1:1/"}])})
+    assert [t.id for t in parse_targets(env.notify_targets).values()] == ["b"]
+    for bad, why in [([{"id": "c", "type": "webhook"}], "url is required"),
+                     ([{"id": "c", "type": "redis", "url": "redis://x", "key": "k", "colour": 1}], "unknown option"),
+                     ([{"id": "c d", "type": "redis", "url": "redis://x", "key": "k"}], "id must be"),
+                     ([{"id": "c", "type": "webhook", "url": "http://x"}] * 2, "used twice")]:
+        with pytest.raises(ValueError, match=why):
+            parse_targets(bad)

@@ -130,8 +130,9 @@ class S3App:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = self.host_id
         response.headers.setdefault("Server", "coffre")
-        if self.notifier is not None and ctx is not None and ctx.changes and response.status < 300:
-            # After the commit, before the answer leaves: its events are on disk when the client hears.
+        if self.notifier is not None and ctx is not None and ctx.changes:
+            # Handlers record a change only once it is committed (a PostObject redirect is a 303;
+            # a failure after the commit still changed the bucket): its events follow it.
             await self.notifier.emit(ctx.b, ctx.changes, ctx.principal, request.remote, rid, self.host_id)
         if self.audit is not None or self.metrics is not None:
             event = s3_event(request, response, ctx, rid, started, code)
