@@ -286,6 +286,8 @@ def _targets(hook_url: str) -> list[dict]:
         {"id": "ntc", "type": "nats", "url": "nats://127.0.0.1:4222", "subject": f"coffre.core.{RUN}"},
         {"id": "amq", "type": "amqp", "url": f"amqp://guest:{AMQP_PASSWORD}@127.0.0.1:5672/",
          "routing_key": f"coffre-events-{RUN}"},
+        {"id": "amq-late", "type": "amqp", "url": f"amqp://guest:{AMQP_PASSWORD}@127.0.0.1:5672/",
+         "routing_key": f"coffre-late-{RUN}"},
         {"id": "mq", "type": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": f"coffre/events/{RUN}"},
     ]
 
@@ -480,6 +482,33 @@ def test_events_reach_the_broker(client, nbucket, loop, hook, target, kind):
         client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={})
         if reader is not hook:
             reader.close()
+
+
+def test_unroutable_amqp_messages_wait_for_a_queue(srv, client, nbucket, loop):
+    """With mandatory (the default), a message no queue takes is not confirmed: it is retried."""
+    import requests
+
+    require_broker("amqp")
+    client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={
+        "QueueConfigurations": [queue_config("amq-late", "amqp", ["s3:ObjectCreated:*"])]})
+    client.put_object(Bucket=nbucket, Key="early", Body=b"1")
+
+    def failures() -> float:
+        text = requests.get(srv.admin_endpoint + "/metrics", timeout=5).text
+        line = [x for x in text.splitlines() if x.startswith('coffre_notify_failures_total{target="amq-late"}')]
+        return float(line[0].split()[-1])
+
+    deadline = time.monotonic() + 10
+    while failures() < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert failures() >= 1  # returned by the broker: no queue is bound to the routing key yet
+    reader = AmqpReader(loop, f"coffre-late-{RUN}")  # the queue appears
+    try:
+        records = wait_for(lambda: of_bucket(reader.records(), nbucket), 1)
+        assert [r["s3"]["object"]["key"] for r in records] == ["early"]
+    finally:
+        client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={})
+        reader.close()
 
 
 def test_filters_and_other_events(client, nbucket, hook):
