@@ -1,5 +1,9 @@
 """Shared fixtures: a real coffre server on 127.0.0.1 and clients pointed at it.
 
+The S3 tests act as the root of the tenant "test" (``credentials``), which the server fixture
+creates through the admin API with the root operator's credentials (``operator_credentials``,
+refused on S3). tests/tenants.py makes other tenants, users and quotas the same way.
+
 Set COFFRE_TEST_ENDPOINT (with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) to run
 the S3 tests against another S3 implementation instead.
 """
@@ -11,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.server import ACCESS_KEY, SECRET_KEY, Server
+from tests.server import ACCESS_KEY, OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY, SECRET_KEY, TENANT, Server
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +38,25 @@ def credentials() -> tuple[str, str]:
     if os.environ.get("COFFRE_TEST_ENDPOINT"):
         return os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     return ACCESS_KEY, SECRET_KEY
+
+
+@pytest.fixture(scope="session")
+def tenant_name() -> str:
+    """The tenant whose root ``credentials`` are (for admin API calls about it)."""
+    return TENANT
+
+
+@pytest.fixture(scope="session")
+def operator_credentials() -> tuple[str, str]:
+    """The root operator's key: the admin API's, refused on S3."""
+    return OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY
+
+
+@pytest.fixture(scope="session")
+def admin_endpoint(server) -> str:
+    if server is None:
+        pytest.skip("needs a local coffre server (the admin API is coffre's own)")
+    return server.admin_endpoint
 
 
 def make_client(endpoint: str, credentials: tuple[str, str], **config):

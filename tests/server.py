@@ -1,4 +1,9 @@
-"""Start and stop real coffre servers for tests (a subprocess on 127.0.0.1)."""
+"""Start and stop real coffre servers for tests (a subprocess on 127.0.0.1).
+
+Every server starts with the root operator's credentials (OPERATOR_ACCESS_KEY, for the admin
+API only) and, made through the admin API as an operator would, a tenant "test" whose root
+access key is ACCESS_KEY / SECRET_KEY: the S3 tests act as that tenant's root.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+# The tenant "test"'s root key (imported with the admin API at start, so it is known in advance).
 ACCESS_KEY = "COTESTROOTKEY0000001"
 SECRET_KEY = "test-secret-key-that-is-long-enough-000"
+TENANT = "test"
+# The root operator's key (COFFRE_ROOT_ACCESS_KEY): the admin API's, refused on S3.
+OPERATOR_ACCESS_KEY = "COTESTOPERATOR000001"
+OPERATOR_SECRET_KEY = "test-operator-secret-long-enough-00000"
 
 
 def free_port() -> int:
@@ -29,6 +39,8 @@ class Server:
     # Every server has its own admin listener (metrics, health): servers run side by side.
     admin_port: int = field(default_factory=free_port)
     log_path: str = ""
+    # Make the tenant "test" with ACCESS_KEY at start (idempotent: restarts on the same data find it).
+    with_tenant: bool = True
 
     @property
     def endpoint(self) -> str:
@@ -40,7 +52,7 @@ class Server:
 
     def start(self, timeout: float = 30) -> Server:
         env = dict(os.environ)
-        env.update({"COFFRE_ROOT_ACCESS_KEY": ACCESS_KEY, "COFFRE_ROOT_SECRET_KEY": SECRET_KEY,
+        env.update({"COFFRE_ROOT_ACCESS_KEY": OPERATOR_ACCESS_KEY, "COFFRE_ROOT_SECRET_KEY": OPERATOR_SECRET_KEY,
                     "COFFRE_DATA_DIR": self.data_dir, "COFFRE_ADDRESS": f"127.0.0.1:{self.port}",
                     "COFFRE_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}", "COFFRE_LOG_LEVEL": "WARNING"})
         env.update(self.env)
@@ -55,10 +67,20 @@ class Server:
                 raise RuntimeError(f"coffre exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    break
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("coffre did not start in time")
+        else:
+            raise RuntimeError("coffre did not start in time")
+        if self.with_tenant:
+            from tests.tenants import ensure_test_tenant
+
+            ensure_test_tenant(self)
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.env.get("COFFRE_ADMIN_TLS_CERT") else "http"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

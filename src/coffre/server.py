@@ -46,14 +46,16 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
 def announce(settings: Settings, boot: Bootstrap, scheme: str = "http", admin_scheme: str = "http") -> None:
     out = sys.stdout
     out.write(f"coffre listening on {scheme}://{settings.address} (data in {os.path.abspath(settings.data_dir)})\n")
-    out.write(f"admin listener (metrics, health) on {admin_scheme}://{settings.admin_address}\n")
+    out.write(f"admin listener (metrics, health) on {admin_scheme}://{settings.admin_address} "
+              "(admin API under /admin/v1/)\n")
     if boot.secret_key is not None:
         # Printed once, at creation: the secret is stored only encrypted and never shown again.
-        out.write("Root credentials were generated (shown once, keep them safe):\n")
-        out.write(f"  AWS_ACCESS_KEY_ID={boot.access_key_id}\n")
-        out.write(f"  AWS_SECRET_ACCESS_KEY={boot.secret_key}\n")
+        out.write("Root operator credentials were generated (shown once, keep them safe; they work on the\n"
+                  "admin API only: `coffre admin tenant create NAME` gives a tenant its S3 credentials):\n")
+        out.write(f"  COFFRE_ROOT_ACCESS_KEY={boot.access_key_id}\n")
+        out.write(f"  COFFRE_ROOT_SECRET_KEY={boot.secret_key}\n")
     else:
-        out.write(f"Root access key: {boot.access_key_id}\n")
+        out.write(f"Root operator access key: {boot.access_key_id}\n")
     out.flush()
 
 
@@ -77,7 +79,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     metrics.watch_audit(audit.queue_depth, settings.audit_queue_size, audit.accepting_writes)
     # Event notifications resume their queues before the first request, and deliver in the background.
     await notifier.start(coffre.meta)
-    admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes).application(),
+    admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
+                                          audit.record).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)
     server = make_server(S3App(coffre, settings, audit, metrics, notifier), access_log=None,
                          keepalive_timeout=settings.keepalive_timeout)

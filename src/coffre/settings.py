@@ -27,7 +27,7 @@ class Settings:
     region: str = "us-east-1"
     # Base domains for virtual-hosted-style addressing ("bucket.s3.example.com").
     virtual_host_domains: tuple[str, ...] = ()
-    # Root credentials for automation; generated and printed once when unset.
+    # The first operator's ("root") access key, for the admin API; generated and printed once when unset.
     root_access_key: str | None = field(default=None, repr=False)
     root_secret_key: str | None = field(default=None, repr=False)
     # Allowed clock skew for signed requests, in seconds (AWS: 15 minutes).
@@ -62,13 +62,17 @@ class Settings:
     log_level: str = "INFO"
     # Log lines as JSON objects ("json"), plain text ("text"), or "auto": text on a terminal, JSON otherwise.
     log_format: str = "auto"
-    # The admin listener (metrics, health; the admin API later), as HOST:PORT.
+    # The admin listener (admin API, metrics, health), as HOST:PORT.
     admin_address: str = "127.0.0.1:9001"
     # HTTPS for the admin listener, as tls_cert/tls_key for the S3 one.
     admin_tls_cert: str | None = None
     admin_tls_key: str | None = None
     # Seconds each component has to answer a readiness probe (/health/ready).
     ready_timeout: float = 2.0
+    # How long an admin session (POST /admin/v1/login) lasts, in seconds.
+    admin_session_seconds: int = 3600
+    # Days between an operator deleting a tenant and its data becoming erasable; resume cancels.
+    tenant_delete_grace_days: int = 21
     # Audit trail (docs/audit.md): refuse writes (503) when it cannot be written, or drop records.
     audit_required: bool = True
     # Records waiting to be written; when full, the log counts as unavailable.

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import secrets
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_client
 from tests.server import Server
+from tests.tenants import create_tenant
 
 
 def name(tag: str = "b") -> str:
@@ -38,48 +36,12 @@ def raw(endpoint: str, credentials: tuple[str, str], method: str, path: str, bod
     return requests.request(method, endpoint + path, data=body, headers=dict(req.headers.items()), timeout=30)
 
 
-def add_tenant(data_dir: str) -> tuple[str, str]:
-    """A second tenant with a root access key, written where the running server reads it.
-
-    Until the admin API exists this goes through the domain's own stores (SQLite is
-    safe to share between processes); only the metadata store is opened, never the
-    blob store, whose open() tidies the live server's in-progress writes.
-    """
-    from coffre.core.coffre import new_access_key_id, new_secret_key, new_tenant_id
-    from coffre.core.keyring import Keyring
-    from coffre.crypto.keys import FileKeyProvider
-    from coffre.meta.records import AccessKeyRecord, TenantRecord
-    from coffre.meta.sqlite import SQLiteMetadataStore
-    from coffre.settings import load_settings
-
-    settings = load_settings(env={"COFFRE_DATA_DIR": data_dir})
-
-    async def go() -> tuple[str, str]:
-        meta = SQLiteMetadataStore(settings.meta_path)
-        await meta.open()
-        try:
-            keyring = Keyring(FileKeyProvider(settings.root_key_path), meta)
-            tid = new_tenant_id()
-            await meta.create_tenant(TenantRecord(
-                id=tid, name="other-" + tid, status="active", created_at=time.time(),
-                wrapped_key=keyring.new_wrapped_tenant_key(tid), canonical_id=secrets.token_hex(32)))
-            akid, secret = new_access_key_id(), new_secret_key()
-            await meta.put_access_key(AccessKeyRecord(
-                access_key_id=akid, tenant_id=tid, principal="root",
-                wrapped_secret=keyring.wrap_secret(akid, secret), status="active", created_at=time.time()))
-            return akid, secret
-        finally:
-            await meta.close()
-
-    return asyncio.run(go())
-
-
 @pytest.fixture(scope="module")
 def other(server, endpoint):
     """A boto3 client of another tenant on the shared server."""
     if server is None:
         pytest.skip("needs a local coffre server to add a tenant to")
-    return make_client(endpoint, add_tenant(server.data_dir))
+    return make_client(endpoint, create_tenant(server))
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +234,7 @@ def lister(server, endpoint):
     """A tenant of its own, so ListBuckets sees only this module's buckets."""
     if server is None:
         pytest.skip("needs a local coffre server to add a tenant to")
-    c = make_client(endpoint, add_tenant(server.data_dir))
+    c = make_client(endpoint, create_tenant(server))
     names = sorted(f"lb-{tag}-{uuid.uuid4().hex[:6]}" for tag in ["a1", "a2", "a3", "b1", "b2", "c1", "c2"])
     for n in names:
         c.create_bucket(Bucket=n)

@@ -1,6 +1,8 @@
 """The admin listener's HTTP application.
 
-For now it serves what operators' standard tools poll, none of it tenant data:
+It serves the admin JSON API under ``/admin/v1/`` (``coffre.admin.api``: operators only,
+documented by the OpenAPI document it serves, every request audited), and what operators'
+standard tools poll, none of it tenant data:
 
 - ``GET /metrics``: Prometheus text format. Unauthenticated, like most exporters; the listener
   binds to 127.0.0.1 by default, so exposing it is a deliberate choice (docs/observability.md).
@@ -8,9 +10,8 @@ For now it serves what operators' standard tools poll, none of it tenant data:
 - ``GET /health/ready``: 200 when the metadata store, the blob store and the key provider all
   answer within ``ready_timeout``, else 503 naming the ones that did not.
 
-The JSON admin API (issue #3) will be added here, behind operator authentication. Probes and
-scrapes are not audited: they touch no tenant's data, and a scrape every few seconds would
-drown the trail.
+Probes and scrapes are not audited: they touch no tenant's data, and a scrape every few
+seconds would drown the trail.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from coffre.admin.api import MAX_BODY, AdminApi
+from coffre.audit.event import AuditEvent
 from coffre.core.coffre import Coffre
 from coffre.observability.health import Probe, readiness
 from coffre.observability.instruments import Metrics
@@ -28,11 +31,13 @@ from coffre.settings import Settings
 
 class AdminApp:
     def __init__(self, coffre: Coffre, settings: Settings, metrics: Metrics,
-                 audit_accepting: Callable[[], bool] | None = None) -> None:
+                 audit_accepting: Callable[[], bool] | None = None,
+                 audit_record: Callable[[AuditEvent], None] | None = None) -> None:
         self.coffre = coffre
         self.settings = settings
         self.metrics = metrics
         self.audit_accepting = audit_accepting
+        self.api = AdminApi(coffre, settings, audit_record)
 
     def probes(self) -> dict[str, Probe]:
         provider = self.coffre.keyring.provider
@@ -58,11 +63,13 @@ class AdminApp:
         return web.json_response(doc, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=1024)
+        # Bodies are read (and bounded) by the API itself; this bound only backs it up.
+        app = web.Application(client_max_size=MAX_BODY + 1024)
         app.on_response_prepare.append(_server_header)
         app.router.add_get("/metrics", self.get_metrics)
         app.router.add_get("/health/live", self.live)
         app.router.add_get("/health/ready", self.ready)
+        self.api.add_to(app)
         return app
 
 

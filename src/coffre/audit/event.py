@@ -42,7 +42,7 @@ class AuditEvent:
     user_agent: str | None
     duration_ms: int
     api: str = "s3"
-    # An operator acting on a tenant's resources (admin API, later): recorded as such.
+    # An operator acting through the admin API (api "admin"): recorded as such.
     operator_action: bool = False
 
     def fields(self) -> dict[str, Any]:
@@ -110,4 +110,19 @@ def s3_event(request: web.BaseRequest, response: web.StreamResponse, ctx: Reques
         status=response.status, error_code=error_code, bytes_in=bytes_in, bytes_out=bytes_out,
         source_ip=request.remote, user_agent=request.headers.get("User-Agent"),
         duration_ms=int((time.time() - started) * 1000),
+    )
+
+
+def admin_event(request: web.BaseRequest, response: web.StreamResponse, *, operator: str | None,
+                access_key: str | None, operation: str, tenant: str | None, bucket: str | None,
+                request_id: str, started: float, error_code: str | None, bytes_in: int) -> AuditEvent:
+    """The event of one admin API request: the operator (by name) is the principal, and the event
+    says it was an operator's act (``operator_action``), on which tenant when there is one."""
+    return AuditEvent(
+        time=started, request_id=request_id, principal=operator if operator is not None else "anonymous",
+        tenant=tenant, access_key=access_key, operation=operation, bucket=bucket, key=None, version_id=None,
+        status=response.status, error_code=error_code, bytes_in=bytes_in,
+        bytes_out=response.content_length or 0, source_ip=request.remote,
+        user_agent=request.headers.get("User-Agent"), duration_ms=int((time.time() - started) * 1000),
+        api="admin", operator_action=True,
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from coffre import __version__
-from coffre.cli import audit, devcert
+from coffre.cli import admin, audit, devcert
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS only (env COFFRE_TLS_CERT)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert, mode 0600 (env COFFRE_TLS_KEY)")
     p.add_argument("--admin-address",
-                   help="HOST:PORT of the admin listener: metrics, health (env COFFRE_ADMIN_ADDRESS, default 127.0.0.1:9001)")
+                   help="HOST:PORT of the admin listener: admin API, metrics, health (env COFFRE_ADMIN_ADDRESS, default 127.0.0.1:9001)")
     p.set_defaults(func=_serve)
+    admin.add_parser(sub)
     audit.add_parser(sub)
     devcert.add_parser(sub)
     return parser

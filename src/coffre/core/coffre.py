@@ -5,46 +5,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
-import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coffre.blob.base import BlobStore
 from coffre.core.access import AccessControl
 from coffre.core.blobio import BlobIO
 from coffre.core.buckets import BucketService
-from coffre.core.errors import AccountProblem, InvalidAccessKeyId
-from coffre.core.iam import IamService
+from coffre.core.errors import AccessDenied, AccountProblem, InvalidAccessKeyId
+from coffre.core.iam import ROOT_USER, IamService
 from coffre.core.iam import new_access_key_id as new_access_key_id  # moved to iam.py; still importable here
 from coffre.core.iam import new_secret_key as new_secret_key
-from coffre.core.identity import Principal
+from coffre.core.identity import Operator, Principal
 from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
+from coffre.core.operators import OperatorService
 from coffre.core.tagging import TaggingService
+from coffre.core.tenancy import TenancyService
 from coffre.core.versioning import VersioningService
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.segments import DEFAULT_SEGMENT_SIZE
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import AlreadyExists
-from coffre.meta.records import AccessKeyRecord, TenantRecord
+from coffre.meta.records import OPERATOR_TENANT, AccessKeyRecord, OperatorRecord
 from coffre.settings import Settings
 
 log = logging.getLogger("coffre.core")
 
-ROOT_TENANT_NAME = "root"
-
-
-def new_tenant_id() -> str:
-    # Twelve digits, like an AWS account id, so ARNs look as clients expect.
-    return "".join(secrets.choice(string.digits) for _ in range(12))
+ROOT_OPERATOR = "root"  # the first operator, holder of COFFRE_ROOT_ACCESS_KEY
+CREDENTIALS_TTL = 30.0  # seconds a gateway may go on using a cached credential changed elsewhere
+# Planes a credential is asked for: tenant identities act on the S3 endpoint (S3, IAM, POST
+# uploads), operators on the admin listener; neither is ever accepted on the other's.
+TENANT_PLANE = "tenant"
+OPERATOR_PLANE = "operator"
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
+    """Who an access key authenticates, and its secret (to verify signatures).
+
+    For a tenant key, ``principal`` is its tenant identity and ``operator`` is None. For an
+    operator key, ``operator`` is set and ``principal`` is ANONYMOUS-like (no tenant), so that
+    a caller that forgot to check could grant nothing through it."""
+
     principal: Principal
     secret: str
+    operator: Operator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,8 @@ class Coffre:
         self.versioning = VersioningService(meta, self.buckets)
         self.access = AccessControl(meta)
         self.iam = IamService(meta, self.keyring, self.forget_tenant)
+        self.tenancy = TenancyService(settings, meta, self.keyring, self.forget_tenant)
+        self.operators = OperatorService(meta, self.keyring, settings.admin_session_seconds, self.forget_key)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
 
@@ -87,70 +96,123 @@ class Coffre:
 
     # -- bootstrap --
     async def bootstrap(self) -> Bootstrap:
-        """Create the root tenant and its access key on first start.
+        """Create the first operator ("root") and its access key on first start.
 
-        COFFRE_ROOT_ACCESS_KEY / COFFRE_ROOT_SECRET_KEY, when set, are (re)installed as
-        the root key; otherwise a key is generated once and returned to be printed.
+        COFFRE_ROOT_ACCESS_KEY / COFFRE_ROOT_SECRET_KEY, when set, are (re)installed as the root
+        operator's key; otherwise a key is generated once and returned to be printed. Tenants are
+        created by operators (admin API), never here.
+
+        A data directory made before the operator plane existed had a tenant named "root" whose
+        root key was this key: the key moves to the operator (operators never act on S3), and the
+        tenant keeps its buckets; an operator gives it S3 keys again with ``coffre admin key
+        create --tenant root``.
         """
-        root_id = await self.meta.get_setting("root_tenant_id")
-        if root_id is None:
-            tid = new_tenant_id()
-            tenant = TenantRecord(id=tid, name=ROOT_TENANT_NAME, status="active", created_at=time.time(),
-                                  wrapped_key=self.keyring.new_wrapped_tenant_key(tid),
-                                  canonical_id=secrets.token_hex(32))
+        if await self.meta.get_operator(ROOT_OPERATOR) is None:
             try:
-                await self.meta.create_tenant(tenant)
+                await self.meta.create_operator(OperatorRecord(name=ROOT_OPERATOR, created_at=time.time()))
             except AlreadyExists:
-                pass
-            await self.meta.set_setting("root_tenant_id", tid)
-            root_id = tid
+                pass  # another gateway created it meanwhile
         s = self.settings
         if s.root_access_key and s.root_secret_key:
             existing = await self.meta.get_access_key(s.root_access_key)
+            if existing is not None:
+                await self._claim_legacy_key(existing)
+                existing = await self.meta.get_access_key(s.root_access_key)
             if existing is None or self.keyring.unwrap_secret(existing.access_key_id,
                                                               existing.wrapped_secret) != s.root_secret_key:
-                await self._put_key(root_id, s.root_access_key, s.root_secret_key)
+                await self._put_operator_key(s.root_access_key, s.root_secret_key)
             await self.meta.set_setting("root_access_key", s.root_access_key)
             return Bootstrap(s.root_access_key, None)
         current = await self.meta.get_setting("root_access_key")
-        if current is not None and await self.meta.get_access_key(current) is not None:
+        rec = await self.meta.get_access_key(current) if current is not None else None
+        if current is not None and rec is not None:
+            await self._claim_legacy_key(rec)
             return Bootstrap(current, None)
         akid, secret = new_access_key_id(), new_secret_key()
-        await self._put_key(root_id, akid, secret)
+        await self._put_operator_key(akid, secret)
         await self.meta.set_setting("root_access_key", akid)
         return Bootstrap(akid, secret)
 
-    async def _put_key(self, tenant_id: str, akid: str, secret: str, principal: str = "root") -> None:
+    async def _claim_legacy_key(self, rec: AccessKeyRecord) -> None:
+        """Make ``rec`` (named by COFFRE_ROOT_ACCESS_KEY) the root operator's key, if it is not.
+
+        Only the legacy root tenant's key is moved; a key of any other tenant is refused, so a
+        mistyped setting cannot turn a customer's key into an operator's."""
+        if rec.tenant_id == OPERATOR_TENANT:
+            if rec.principal != ROOT_OPERATOR:
+                raise ValueError(f"root_access_key {rec.access_key_id} belongs to operator {rec.principal}")
+            return
+        legacy = await self.meta.get_setting("root_tenant_id")
+        if rec.tenant_id != legacy:
+            raise ValueError(f"root_access_key {rec.access_key_id} is an access key of a tenant; "
+                             "choose another key id for the root operator")
+        await self.meta.put_access_key(replace(rec, tenant_id=OPERATOR_TENANT, principal=ROOT_OPERATOR))
+        self.forget_key(rec.access_key_id)
+        log.warning("the root access key %s moved from the legacy tenant %r to the root operator; give that "
+                    "tenant S3 keys with `coffre admin key create --tenant root`", rec.access_key_id, "root")
+
+    async def _put_operator_key(self, akid: str, secret: str) -> None:
         await self.meta.put_access_key(AccessKeyRecord(
-            access_key_id=akid, tenant_id=tenant_id, principal=principal,
+            access_key_id=akid, tenant_id=OPERATOR_TENANT, principal=ROOT_OPERATOR,
             wrapped_secret=self.keyring.wrap_secret(akid, secret), status="active", created_at=time.time()))
-        self._creds.pop(akid, None)
+        self.forget_key(akid)
 
     def forget_tenant(self, tenant_id: str) -> None:
         """Drop every cached credential of a tenant (after a key, user or status change)."""
-        for akid in [k for k, (_, c) in self._creds.items() if c.principal.tenant_id == tenant_id]:
+        for akid in [k for k, (_, c) in self._creds.items()
+                     if c.operator is None and c.principal.tenant_id == tenant_id]:
             self._creds.pop(akid, None)
         self.access.forget(tenant_id)
 
+    def forget_key(self, access_key_id: str) -> None:
+        """Drop one cached credential (an operator key changed)."""
+        self._creds.pop(access_key_id, None)
+
     # -- authentication support --
-    async def credentials(self, access_key_id: str) -> Credentials:
-        """The principal and secret of an access key (cached briefly; secrets stay in memory only)."""
+    async def credentials(self, access_key_id: str, plane: str = TENANT_PLANE) -> Credentials:
+        """The identity and secret of an access key, for the plane asking (cached briefly; secrets
+        stay in memory only).
+
+        Operator keys are refused on the tenant plane and tenant keys on the operator plane here,
+        once, rather than by each caller (the S3 API, the IAM API, POST uploads, the admin API)."""
         now = time.monotonic()
         hit = self._creds.get(access_key_id)
-        if hit is not None and now - hit[0] < 30:
-            return hit[1]
+        if hit is not None and now - hit[0] < CREDENTIALS_TTL:
+            creds = hit[1]
+        else:
+            creds = await self._load_credentials(access_key_id)
+            self._creds[access_key_id] = (now, creds)
+        if plane == TENANT_PLANE and creds.operator is not None:
+            raise AccessDenied("Operator credentials cannot be used on the S3 API")
+        if plane == OPERATOR_PLANE and creds.operator is None:
+            raise AccessDenied("Tenant credentials cannot be used on the admin API")
+        return creds
+
+    async def _load_credentials(self, access_key_id: str) -> Credentials:
         rec = await self.meta.get_access_key(access_key_id)
         if rec is None or rec.status != "active":
             raise InvalidAccessKeyId(access_key_id=access_key_id)
+        secret = self.keyring.unwrap_secret(access_key_id, rec.wrapped_secret)
+        if rec.tenant_id == OPERATOR_TENANT:
+            op = await self.meta.get_operator(rec.principal)
+            if op is None or op.status != "active":
+                raise InvalidAccessKeyId(access_key_id=access_key_id)
+            return Credentials(Principal(tenant_id="", canonical_id="", name="anonymous", access_key_id=""),
+                               secret, Operator(name=op.name, access_key_id=access_key_id))
         tenant = await self.meta.get_tenant(rec.tenant_id)
         if tenant is None or tenant.status != "active":
             raise AccountProblem()
-        creds = Credentials(
+        user_id = tenant.id  # a tenant root's user id is its account id, as on AWS
+        tags: tuple[tuple[str, str], ...] = ()
+        if rec.principal != ROOT_USER:
+            user = await self.meta.get_user(tenant.id, rec.principal)
+            if user is None:  # deleted with its keys, or a key that outlived it: no identity left
+                raise InvalidAccessKeyId(access_key_id=access_key_id)
+            user_id, tags = user.user_id, tuple(sorted(user.tags.items()))
+        return Credentials(
             Principal(tenant_id=tenant.id, canonical_id=tenant.canonical_id, name=rec.principal,
-                      access_key_id=access_key_id, display_name=tenant.name),
-            self.keyring.unwrap_secret(access_key_id, rec.wrapped_secret))
-        self._creds[access_key_id] = (now, creds)
-        return creds
+                      access_key_id=access_key_id, display_name=tenant.name, user_id=user_id, tags=tags),
+            secret)
 
     # -- garbage collection --
     def start_gc(self) -> None:
