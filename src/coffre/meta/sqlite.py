@@ -598,10 +598,12 @@ class SQLiteMetadataStore(MetadataStore):
                     version = 1
                 # Every step and the version bump commit together: an interrupted upgrade
                 # leaves the store as it was, and the next open runs it again.
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    for stmt in _MIGRATIONS[step]:
-                        conn.execute(stmt)
-                conn.execute("INSERT OR REPLACE INTO settings VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+                if version < SCHEMA_VERSION:
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for stmt in _MIGRATIONS[step]:
+                            conn.execute(stmt)
+                    conn.execute("INSERT OR REPLACE INTO settings VALUES('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
