@@ -475,6 +475,45 @@ def test_managed_policies(a):
     a.iam.delete_group(GroupName=g)
 
 
+def test_policy_versions_and_entities(a):
+    """What IaC tools do to update a managed policy: a new default version, then the old one
+    deleted; and who a policy is attached to."""
+    u, g, p = name(), name("g"), name("p")
+    a.iam.create_user(UserName=u)
+    a.iam.create_group(GroupName=g)
+    arn = a.iam.create_policy(PolicyName=p, PolicyDocument=json.dumps(ALLOW_S3))["Policy"]["Arn"]
+    a.iam.attach_user_policy(UserName=u, PolicyArn=arn)
+    a.iam.attach_group_policy(GroupName=g, PolicyArn=arn)
+    entities = a.iam.list_entities_for_policy(PolicyArn=arn)
+    assert [x["UserName"] for x in entities["PolicyUsers"]] == [u]
+    assert [x["GroupName"] for x in entities["PolicyGroups"]] == [g]
+    assert entities["PolicyRoles"] == []
+    assert a.iam.list_entities_for_policy(PolicyArn=arn, EntityFilter="Group")["PolicyUsers"] == []
+
+    read_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}
+    v2 = a.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(read_only),
+                                     SetAsDefault=True)["PolicyVersion"]
+    assert v2["VersionId"] == "v2" and v2["IsDefaultVersion"] is True
+    assert a.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v2"
+    assert a.iam.get_policy_version(PolicyArn=arn, VersionId="v2")["PolicyVersion"]["Document"] == read_only
+    assert [v["VersionId"] for v in a.iam.list_policy_versions(PolicyArn=arn)["Versions"]] == ["v2"]
+    with pytest.raises(ClientError) as e:
+        a.iam.delete_policy_version(PolicyArn=arn, VersionId="v1")
+    assert code(e) == ("NoSuchEntity", 404)
+    with pytest.raises(ClientError) as e:
+        a.iam.delete_policy_version(PolicyArn=arn, VersionId="v2")
+    assert code(e) == ("DeleteConflict", 409)
+    with pytest.raises(ClientError) as e:
+        a.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(ALLOW_S3), SetAsDefault=False)
+    assert code(e) == ("InvalidInput", 400)
+    a.iam.set_default_policy_version(PolicyArn=arn, VersionId="v2")
+    a.iam.detach_user_policy(UserName=u, PolicyArn=arn)
+    a.iam.detach_group_policy(GroupName=g, PolicyArn=arn)
+    a.iam.delete_policy(PolicyArn=arn)
+    a.iam.delete_user(UserName=u)
+    a.iam.delete_group(GroupName=g)
+
+
 def test_managed_policy_through_a_group_grants_s3(a):
     u, g, p = name(), name("g"), name("p")
     a.iam.create_user(UserName=u)

@@ -482,6 +482,37 @@ class IamService:
         self.on_change(tenant_id)
         return policy
 
+    async def create_policy_version(self, tenant_id: str, arn: str, document: str) -> PolicyRecord:
+        """Replace a managed policy's document with a new default version (v1 -> v2...). Only
+        the default version is kept: what IaC tools do on an update (create a version set as
+        default, then delete the old ones) leaves the same state as on AWS."""
+        _validate_document(document)
+        if policy_size(document) > MANAGED_POLICY_SIZE:
+            raise LimitExceeded(f"Cannot exceed quota for PolicySize: {MANAGED_POLICY_SIZE}")
+        async with self._limits:
+            policy = await self.get_policy(tenant_id, arn)
+            number = int(policy.default_version[1:]) if policy.default_version[1:].isdigit() else 1
+            updated = replace(policy, document=document, default_version=f"v{number + 1}",
+                              updated_at=time.time())
+            try:
+                await self.meta.update_policy(updated)
+            except NotFound as e:
+                raise NoSuchEntity(f"Policy {_shown(arn)} does not exist or is not attachable.") from e
+        self.on_change(tenant_id)
+        return updated
+
+    async def list_entities_for_policy(self, tenant_id: str, arn: str) -> tuple[list[UserRecord], list[GroupRecord]]:
+        """The users and groups a managed policy is attached to (a scan of the tenant's entities:
+        the call is rare, and a tenant holds at most USERS_PER_TENANT + GROUPS_PER_TENANT)."""
+        policy = await self.get_policy(tenant_id, arn)
+        users = [u for u in await self.meta.list_users(tenant_id)
+                 if any(p.policy_id == policy.policy_id
+                        for p in await self.meta.list_attached_policies(tenant_id, "user", u.name))]
+        groups = [g for g in await self.meta.list_groups(tenant_id)
+                  if any(p.policy_id == policy.policy_id
+                         for p in await self.meta.list_attached_policies(tenant_id, "group", g.name))]
+        return users, groups
+
     async def get_policy(self, tenant_id: str, arn: str) -> PolicyRecord:
         """The tenant's policy this ARN names; an ARN of another account (including AWS-managed
         policies, which coffre does not have) names nothing."""

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from coffre.core.errors import AccessDenied, NoSuchEntity
+from coffre.core.errors import AccessDenied, DeleteConflict, NoSuchEntity
 from coffre.core.iam import (
     MAX_GROUP_NAME,
     MAX_POLICY_NAME,
@@ -490,6 +490,70 @@ async def list_policy_versions(call: Call) -> Doc:
     doc = Doc().open("Versions")
     _version(doc, policy, "member")
     return truncation(doc.close("Versions"), None)
+
+
+@action("CreatePolicyVersion")
+async def create_policy_version(call: Call) -> Doc:
+    """A new default version replaces the document; coffre keeps the default version only, so a
+    version that would not be the default cannot be stored (docs/iam.md)."""
+    arn = _policy_arn(call)
+    document = call.params.required("PolicyDocument")
+    if not call.params.boolean("SetAsDefault"):
+        raise InvalidInput("coffre keeps only the default version of a managed policy: SetAsDefault must be true.")
+    await call.authorize("CreatePolicyVersion", arn)
+    return _version(Doc(), await call.iam.create_policy_version(call.tenant, arn, document), "PolicyVersion")
+
+
+@action("DeletePolicyVersion")
+async def delete_policy_version(call: Call) -> None:
+    arn = _policy_arn(call)
+    version = call.params.required("VersionId")
+    await call.authorize("DeletePolicyVersion", arn)
+    policy = await call.iam.get_policy(call.tenant, arn)
+    if version == policy.default_version:
+        raise DeleteConflict("Cannot delete the default version of a policy.")
+    raise NoSuchEntity(f"Policy {arn} version {version[:32]} does not exist.")
+
+
+@action("SetDefaultPolicyVersion")
+async def set_default_policy_version(call: Call) -> None:
+    arn = _policy_arn(call)
+    version = call.params.required("VersionId")
+    await call.authorize("SetDefaultPolicyVersion", arn)
+    policy = await call.iam.get_policy(call.tenant, arn)
+    if version != policy.default_version:
+        raise NoSuchEntity(f"Policy {arn} version {version[:32]} does not exist.")
+    return None
+
+
+@action("ListEntitiesForPolicy")
+async def list_entities_for_policy(call: Call) -> Doc:
+    arn = _policy_arn(call)
+    entity_filter = call.params.get("EntityFilter")
+    if entity_filter not in (None, "User", "Group", "Role", "LocalManagedPolicy", "AWSManagedPolicy"):
+        raise InvalidInput(f"Invalid EntityFilter: {entity_filter[:32]}")
+    prefix = call.params.get("PathPrefix") or "/"
+    check_path_prefix(prefix)
+    await call.authorize("ListEntitiesForPolicy", arn)
+    users, groups = await call.iam.list_entities_for_policy(call.tenant, arn)
+    entities: list[tuple[str, UserRecord | GroupRecord]] = []
+    if entity_filter in (None, "User"):
+        entities += [("user", u) for u in users if u.path.startswith(prefix)]
+    if entity_filter in (None, "Group"):
+        entities += [("group", g) for g in groups if g.path.startswith(prefix)]
+    def entity_key(e: tuple[str, UserRecord | GroupRecord]) -> str:
+        return f"{e[0]}/{e[1].name}"
+
+    chunk, marker = page(sort_by_name(entities, entity_key), call.params, entity_key)
+    doc = Doc().open("PolicyGroups")
+    for _, g in chunk:
+        if isinstance(g, GroupRecord):
+            doc.open("member").leaf("GroupName", g.name).leaf("GroupId", g.group_id).close("member")
+    doc.close("PolicyGroups").open("PolicyUsers")
+    for _, u in chunk:
+        if isinstance(u, UserRecord):
+            doc.open("member").leaf("UserName", u.name).leaf("UserId", u.user_id).close("member")
+    return truncation(doc.close("PolicyUsers").open("PolicyRoles").close("PolicyRoles"), marker)
 
 
 @action("ListPolicies")
