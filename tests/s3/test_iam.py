@@ -23,6 +23,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_client
+from tests.s3.test_audit import record_of
 from tests.server import OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY
 from tests.tenants import create_tenant
 
@@ -632,6 +633,24 @@ def test_tenant_isolation(a, b):
     a.iam.delete_user(UserName=u)
     a.iam.delete_group(GroupName=g)
     a.iam.delete_policy(PolicyArn=arn)
+
+
+def test_audit_records_iam_calls_without_secrets(server, a):
+    u = name()
+    made = a.iam.create_user(UserName=u)
+    key = a.iam.create_access_key(UserName=u)
+    rec = record_of(server.data_dir, made["ResponseMetadata"]["RequestId"])
+    assert rec["operation"] == "iam:CreateUser" and rec["status"] == 200
+    assert rec["principal"] == f"arn:aws:iam::{a.id}:root" and rec["tenant"] == a.id
+    rec = record_of(server.data_dir, key["ResponseMetadata"]["RequestId"])
+    assert rec["operation"] == "iam:CreateAccessKey"
+    assert key["AccessKey"]["SecretAccessKey"] not in json.dumps(rec)
+    with pytest.raises(ClientError) as e:
+        a.iam.get_user(UserName=name())
+    rec = record_of(server.data_dir, e.value.response["ResponseMetadata"]["RequestId"])
+    assert (rec["operation"], rec["status"], rec["error_code"]) == ("iam:GetUser", 404, "NoSuchEntity")
+    a.iam.delete_access_key(UserName=u, AccessKeyId=key["AccessKey"]["AccessKeyId"])
+    a.iam.delete_user(UserName=u)
 
 
 # -- the protocol itself --

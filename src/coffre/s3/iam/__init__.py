@@ -87,6 +87,9 @@ async def handle(ctx: Ctx) -> tuple[web.StreamResponse, str | None]:
     service = _signed_service(ctx)
     sts = service == "sts"
     ns = STS_NS if sts else IAM_NS
+    # Audit and metrics name IAM calls "iam:<Action>" (set once the action is known), never by
+    # the S3 operation the router guessed for a POST / (PostObject under virtual hosting).
+    ctx.operation = "sts:Unknown" if sts else "iam:Unknown"
     try:
         ctx.expect_continue = ctx.headers.get("expect", "").lower() == "100-continue" \
             and ctx.request.version >= (1, 1)
