@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import make_client
 from tests.s3.test_audit import record_of
 from tests.server import OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY
-from tests.tenants import create_tenant
+from tests.tenants import create_tenant, tenant_status
 
 pytestmark = pytest.mark.skipif("COFFRE_TEST_ENDPOINT" in os.environ, reason="needs coffre's admin API to make tenants")
 
@@ -701,6 +701,19 @@ def test_operator_credentials_refused(endpoint):
             service="sts")
     assert r.status_code == 403
     assert error_of(r)[1] in ("InvalidClientTokenId", "AccessDenied")
+
+
+def test_suspended_tenant_is_refused(server, endpoint):
+    tenant = "iam-susp-" + uuid.uuid4().hex[:8]
+    creds = create_tenant(server, tenant)
+    iam = _client("iam", endpoint, creds)
+    iam.create_user(UserName="alice")
+    tenant_status(server, tenant, "suspend")
+    with pytest.raises(ClientError) as e:
+        iam.list_users()
+    assert code(e) == ("AccountProblem", 403)
+    tenant_status(server, tenant, "resume")
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["alice"]
 
 
 def test_oversized_body_refused(a):
