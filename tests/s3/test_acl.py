@@ -216,3 +216,11 @@ def test_canned_acl_on_copy_and_multipart(s3, endpoint, acl_bucket):
     s3.copy_object(Bucket=b, Key="copied", CopySource={"Bucket": b, "Key": "src"}, ACL="public-read")
     assert anonymous("GET", f"{endpoint}/{b}/copied") == (200, b"source")
     assert anonymous("GET", f"{endpoint}/{b}/src")[0] == 403
+    up = s3.create_multipart_upload(Bucket=b, Key="mpu", ACL="public-read")
+    etag = s3.upload_part(Bucket=b, Key="mpu", UploadId=up["UploadId"], PartNumber=1, Body=b"parts")["ETag"]
+    s3.complete_multipart_upload(Bucket=b, Key="mpu", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert anonymous("GET", f"{endpoint}/{b}/mpu") == (200, b"parts")
+    headers = s3.head_object(Bucket=b, Key="mpu")["ResponseMetadata"]["HTTPHeaders"]
+    assert not [h for h in headers if "coffre" in h]  # the ACL is not a header of the object
+    assert (ALL_USERS, "READ") in grants(s3.get_object_acl(Bucket=b, Key="mpu"))

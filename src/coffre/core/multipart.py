@@ -55,6 +55,10 @@ COMPOSITE = "COMPOSITE"
 FULL_OBJECT = "FULL_OBJECT"
 CHECKSUM_TYPES = (COMPOSITE, FULL_OBJECT)
 MAX_LIST = 1000
+# The ACL asked for at CreateMultipartUpload travels with the upload's stored headers under a
+# name no request header can take (stored headers are a fixed set of canonical names), and
+# lands on the completed object as its ACL, never as a header.
+UPLOAD_ACL = "x-coffre-acl"
 
 
 # -- pure rules (unit-tested) --
@@ -195,7 +199,9 @@ class MultipartService:
         upload = UploadRecord(
             upload_id=new_upload_id(), bucket=bucket.name, key=key, tenant_id=bucket.tenant_id,
             owner=wm.owner or principal.canonical_id, initiated=time.time(),
-            content_type=wm.content_type or DEFAULT_CONTENT_TYPE, headers=wm.headers, user_meta=wm.user_meta,
+            content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
+            headers=dict(wm.headers, **{UPLOAD_ACL: wm.acl}) if wm.acl is not None else wm.headers,
+            user_meta=wm.user_meta,
             checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags))
         await self.meta.create_upload(upload)
         return upload
@@ -313,7 +319,8 @@ class MultipartService:
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.objects.version_for(bucket), size=total,
             etag=multipart_etag([p.etag for p in chosen]), last_modified=time.time(), tenant_id=bucket.tenant_id,
-            owner=upload.owner, content_type=upload.content_type, headers=upload.headers,
+            owner=upload.owner, content_type=upload.content_type,
+            headers={k: v for k, v in upload.headers.items() if k != UPLOAD_ACL}, acl=upload.headers.get(UPLOAD_ACL),
             user_meta=upload.user_meta, checksum_algorithm=algo if value else None, checksum_value=value,
             checksum_type=ctype if value else None, blob_id=None, dek=None, parts_count=len(chosen),
             storage_class=upload.storage_class, tags=dict(upload.tags),
