@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from coffre.s3.iam.actions import IAM_ACTIONS
 from tests.conftest import make_client
 from tests.s3.test_audit import record_of
 from tests.server import OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY
@@ -595,34 +596,63 @@ def test_tenant_isolation(a, b):
     assert u not in [x["UserName"] for x in b.iam.list_users()["Users"]]
     assert g not in [x["GroupName"] for x in b.iam.list_groups()["Groups"]]
     assert arn not in [x["Arn"] for x in b.iam.list_policies()["Policies"]]
-    attempts = [
-        lambda: b.iam.get_user(UserName=u),
-        lambda: b.iam.delete_user(UserName=u),
-        lambda: b.iam.tag_user(UserName=u, Tags=[{"Key": "k", "Value": "v"}]),
-        lambda: b.iam.create_access_key(UserName=u),
-        lambda: b.iam.list_access_keys(UserName=u),
-        lambda: b.iam.update_access_key(AccessKeyId=key["AccessKeyId"], Status="Inactive"),
-        lambda: b.iam.delete_access_key(AccessKeyId=key["AccessKeyId"]),
-        lambda: b.iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]),
-        lambda: b.iam.get_user_policy(UserName=u, PolicyName="inline"),
-        lambda: b.iam.put_user_policy(UserName=u, PolicyName="x", PolicyDocument=json.dumps(ALLOW_S3)),
-        lambda: b.iam.delete_user_policy(UserName=u, PolicyName="inline"),
-        lambda: b.iam.get_policy(PolicyArn=arn),
-        lambda: b.iam.get_policy_version(PolicyArn=arn, VersionId="v1"),
-        lambda: b.iam.delete_policy(PolicyArn=arn),
-        lambda: b.iam.attach_user_policy(UserName=b_user, PolicyArn=arn),
-        lambda: b.iam.get_group(GroupName=g),
-        lambda: b.iam.add_user_to_group(GroupName=g, UserName=b_user),
-        lambda: b.iam.delete_group(GroupName=g),
-    ]
-    for attempt in attempts:
+    doc = json.dumps(ALLOW_S3)
+    # Every IAM action that names an entity, by tenant B's root, on tenant A's entities.
+    attempts = {
+        "GetUser": lambda: b.iam.get_user(UserName=u),
+        "UpdateUser": lambda: b.iam.update_user(UserName=u, NewPath="/stolen/"),
+        "DeleteUser": lambda: b.iam.delete_user(UserName=u),
+        "TagUser": lambda: b.iam.tag_user(UserName=u, Tags=[{"Key": "k", "Value": "v"}]),
+        "UntagUser": lambda: b.iam.untag_user(UserName=u, TagKeys=["k"]),
+        "ListUserTags": lambda: b.iam.list_user_tags(UserName=u),
+        "CreateAccessKey": lambda: b.iam.create_access_key(UserName=u),
+        "ListAccessKeys": lambda: b.iam.list_access_keys(UserName=u),
+        "UpdateAccessKey": lambda: b.iam.update_access_key(AccessKeyId=key["AccessKeyId"], Status="Inactive"),
+        "DeleteAccessKey": lambda: b.iam.delete_access_key(AccessKeyId=key["AccessKeyId"]),
+        "GetAccessKeyLastUsed": lambda: b.iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]),
+        "PutUserPolicy": lambda: b.iam.put_user_policy(UserName=u, PolicyName="x", PolicyDocument=doc),
+        "GetUserPolicy": lambda: b.iam.get_user_policy(UserName=u, PolicyName="inline"),
+        "DeleteUserPolicy": lambda: b.iam.delete_user_policy(UserName=u, PolicyName="inline"),
+        "ListUserPolicies": lambda: b.iam.list_user_policies(UserName=u),
+        "AttachUserPolicy": lambda: b.iam.attach_user_policy(UserName=b_user, PolicyArn=arn),
+        "DetachUserPolicy": lambda: b.iam.detach_user_policy(UserName=u, PolicyArn=arn),
+        "ListAttachedUserPolicies": lambda: b.iam.list_attached_user_policies(UserName=u),
+        "ListGroupsForUser": lambda: b.iam.list_groups_for_user(UserName=u),
+        "GetPolicy": lambda: b.iam.get_policy(PolicyArn=arn),
+        "DeletePolicy": lambda: b.iam.delete_policy(PolicyArn=arn),
+        "GetPolicyVersion": lambda: b.iam.get_policy_version(PolicyArn=arn, VersionId="v1"),
+        "ListPolicyVersions": lambda: b.iam.list_policy_versions(PolicyArn=arn),
+        "CreatePolicyVersion": lambda: b.iam.create_policy_version(PolicyArn=arn, PolicyDocument=doc,
+                                                                   SetAsDefault=True),
+        "DeletePolicyVersion": lambda: b.iam.delete_policy_version(PolicyArn=arn, VersionId="v1"),
+        "SetDefaultPolicyVersion": lambda: b.iam.set_default_policy_version(PolicyArn=arn, VersionId="v1"),
+        "ListEntitiesForPolicy": lambda: b.iam.list_entities_for_policy(PolicyArn=arn),
+        "GetGroup": lambda: b.iam.get_group(GroupName=g),
+        "DeleteGroup": lambda: b.iam.delete_group(GroupName=g),
+        "AddUserToGroup": lambda: b.iam.add_user_to_group(GroupName=g, UserName=b_user),
+        "RemoveUserFromGroup": lambda: b.iam.remove_user_from_group(GroupName=g, UserName=u),
+        "PutGroupPolicy": lambda: b.iam.put_group_policy(GroupName=g, PolicyName="x", PolicyDocument=doc),
+        "GetGroupPolicy": lambda: b.iam.get_group_policy(GroupName=g, PolicyName="x"),
+        "DeleteGroupPolicy": lambda: b.iam.delete_group_policy(GroupName=g, PolicyName="x"),
+        "ListGroupPolicies": lambda: b.iam.list_group_policies(GroupName=g),
+        "AttachGroupPolicy": lambda: b.iam.attach_group_policy(GroupName=g, PolicyArn=arn),
+        "DetachGroupPolicy": lambda: b.iam.detach_group_policy(GroupName=g, PolicyArn=arn),
+        "ListAttachedGroupPolicies": lambda: b.iam.list_attached_group_policies(GroupName=g),
+    }
+    # The others create or list inside the caller's own tenant (checked above and below).
+    own_tenant = {"CreateUser", "ListUsers", "CreateGroup", "ListGroups", "CreatePolicy", "ListPolicies"}
+    assert set(attempts) | own_tenant == set(IAM_ACTIONS), "an IAM action is missing from the matrix"
+    for action, attempt in attempts.items():
         with pytest.raises(ClientError) as e:
             attempt()
-        assert code(e) == ("NoSuchEntity", 404)
+        assert code(e) == ("NoSuchEntity", 404), action
     # Tenant A is untouched.
     assert a.iam.get_user(UserName=u)["User"]["UserName"] == u
     assert a.iam.list_access_keys(UserName=u)["AccessKeyMetadata"][0]["Status"] == "Active"
     assert a.iam.get_policy(PolicyArn=arn)["Policy"]["PolicyName"] == p
+    assert a.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v1"
+    assert a.iam.get_user(UserName=u)["User"]["Path"] == "/"
+    assert a.iam.list_user_policies(UserName=u)["PolicyNames"] == ["inline"]
     # B's user of the same name is B's own.
     b.iam.create_user(UserName=u)
     assert b.iam.get_user(UserName=u)["User"]["Arn"] == f"arn:aws:iam::{b.id}:user/{u}"
@@ -633,6 +663,17 @@ def test_tenant_isolation(a, b):
     a.iam.delete_user(UserName=u)
     a.iam.delete_group(GroupName=g)
     a.iam.delete_policy(PolicyArn=arn)
+
+
+@pytest.mark.parametrize("action", sorted(IAM_ACTIONS))
+def test_anonymous_callers_are_refused(endpoint, action):
+    r = raw(endpoint, f"Action={action}&Version=2010-05-08&UserName=alice", None)
+    assert (r.status_code, error_of(r)) == (403, ("Sender", "MissingAuthenticationToken"))
+
+
+def test_anonymous_sts_is_refused(endpoint):
+    r = raw(endpoint, "Action=GetCallerIdentity&Version=2011-06-15", None)
+    assert (r.status_code, error_of(r)[1]) == (403, "MissingAuthenticationToken")
 
 
 def test_audit_records_iam_calls_without_secrets(server, a):
