@@ -402,3 +402,32 @@ def test_anonymous_post_upload_needs_a_public_write_policy(s3, endpoint, open_bu
     assert obj["Body"].read() == b"posted"
     s3.delete_bucket_policy(Bucket=b)
     empty_bucket(s3, b)
+
+
+def test_object_tag_conditions(server, endpoint, s3, bucket):
+    """s3:RequestObjectTag from x-amz-tagging and from a PutObjectTagging body;
+    s3:ExistingObjectTag from the stored object."""
+    doc = policy(
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:PutObjectTagging"], "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/team": "blue"}}},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/shared": "yes"}}})
+    dave, _ = user_with_policy(server, endpoint, TENANT, doc)
+    dave.put_object(Bucket=bucket, Key="blue", Body=b"b", Tagging="team=blue")
+    with pytest.raises(ClientError) as e:
+        dave.put_object(Bucket=bucket, Key="red", Body=b"r", Tagging="team=red")
+    assert code(e) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        dave.put_object(Bucket=bucket, Key="none", Body=b"n")
+    assert code(e) == "AccessDenied"
+    dave.put_object_tagging(Bucket=bucket, Key="blue", Tagging={"TagSet": [{"Key": "team", "Value": "blue"}]})
+    with pytest.raises(ClientError) as e:
+        dave.put_object_tagging(Bucket=bucket, Key="blue", Tagging={"TagSet": [{"Key": "team", "Value": "red"}]})
+    assert code(e) == "AccessDenied"
+    assert s3.get_object_tagging(Bucket=bucket, Key="blue")["TagSet"] == [{"Key": "team", "Value": "blue"}]
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"s", Tagging="shared=yes")
+    s3.put_object(Bucket=bucket, Key="unshared", Body=b"u", Tagging="shared=no")
+    assert dave.get_object(Bucket=bucket, Key="shared")["Body"].read() == b"s"
+    with pytest.raises(ClientError) as e:
+        dave.get_object(Bucket=bucket, Key="unshared")
+    assert code(e) == "AccessDenied"

@@ -134,6 +134,7 @@ _HEADER_ALIASES = {"x-amz-object-lock-mode": "s3:object-lock-mode",
                    "x-amz-object-lock-retain-until-date": "s3:object-lock-retain-until-date",
                    "x-amz-object-lock-legal-hold": "s3:object-lock-legal-hold"}
 _EXISTING_TAG = "s3:existingobjecttag/"
+_REQUEST_TAG = "s3:requestobjecttag"
 
 
 def arn(bucket: str, key: str | None = None) -> str:
@@ -285,6 +286,9 @@ async def authorize(ctx: Ctx) -> None:
         return
     version_id = ctx.query.get("versionId")
     action = rule.versioned if version_id is not None and rule.versioned else rule.action
+    if ctx.operation == "PutObjectTagging" and not AccessControl.owner_root(principal, bucket) \
+            and await asker.access.mentions(principal, bucket, _REQUEST_TAG):
+        return  # the tags are in the body: asked by the handler once read (request_tags)
     if rule.kind == BUCKET:
         await asker.check(bucket, action, arn(bucket.name))
     else:
@@ -313,6 +317,21 @@ async def _extras(ctx: Ctx, asker: Asker, bucket: BucketRecord, version_id: str 
         await asker.check(src_bucket, "s3:GetObjectVersion" if src.version_id else "s3:GetObject",
                           arn(src.bucket, src.key), src.key, src.version_id)
         access.grant(src_bucket)
+
+
+async def request_tags(ctx: Ctx, tags: list[tuple[str, str]]) -> None:
+    """PutObjectTagging, when a policy reads s3:RequestObjectTag: asked with the tags of the
+    body, before they are stored (the front end left this question to the handler)."""
+    asker, bucket = ctx.asker, ctx.bucket_record
+    assert asker is not None and bucket is not None
+    if access.granted(bucket.name) is not None:
+        return  # already allowed up front (no policy reads the request's tags)
+    extra: dict[str, list[str]] = {}
+    add_request_tags(extra, tags)
+    version_id = ctx.query.get("versionId")
+    action = "s3:PutObjectVersionTagging" if version_id is not None else "s3:PutObjectTagging"
+    await asker.check(bucket, action, arn(bucket.name, ctx.k), ctx.k, version_id, extra)
+    access.grant(bucket)
 
 
 async def delete_allowed(ctx: Ctx, key: str, version_id: str | None) -> bool:

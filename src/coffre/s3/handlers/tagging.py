@@ -11,7 +11,7 @@ from aiohttp import web
 from coffre.core.errors import MalformedXML, MissingRequestBodyError
 from coffre.meta.records import NULL_VERSION
 from coffre.notify.events import Change
-from coffre.s3 import xml
+from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.documents import MISSING_DIGEST, read_verified
 from coffre.s3.xml import Doc
@@ -72,6 +72,7 @@ async def get_object_tagging(ctx: Ctx) -> web.StreamResponse:
 @operation("PutObjectTagging")
 async def put_object_tagging(ctx: Ctx) -> web.StreamResponse:
     pairs = parse_tagging(await _read_document(ctx, digest_required=False))
+    await authz.request_tags(ctx, pairs)
     version = await ctx.coffre.tagging.put_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), pairs)
     _version_header(ctx, version)
     ctx.changes.append(Change("ObjectTagging:Put", ctx.k, version_id=version if version != NULL_VERSION else None))
