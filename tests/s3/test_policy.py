@@ -431,3 +431,22 @@ def test_object_tag_conditions(server, endpoint, s3, bucket):
     with pytest.raises(ClientError) as e:
         dave.get_object(Bucket=bucket, Key="unshared")
     assert code(e) == "AccessDenied"
+
+
+def test_a_suspended_tenants_public_bucket_closes(server, endpoint):
+    name = "susp-" + uuid.uuid4().hex[:10]
+    akid, secret = create_tenant(server, name)
+    owner = make_client(endpoint, (akid, secret))
+    b = "pub-" + uuid.uuid4().hex[:16]
+    owner.create_bucket(Bucket=b)
+    owner.delete_public_access_block(Bucket=b)
+    owner.put_object(Bucket=b, Key="k", Body=b"v")
+    owner.put_bucket_policy(Bucket=b, Policy=public_read(b))
+    assert anonymous("GET", f"{endpoint}/{b}/k") == (200, b"v")
+    admin = admin_client(server)
+    admin.call("POST", f"/tenants/{name}/suspend")
+    try:
+        assert anonymous("GET", f"{endpoint}/{b}/k")[0] == 403
+    finally:
+        admin.call("POST", f"/tenants/{name}/resume")
+    assert anonymous("GET", f"{endpoint}/{b}/k") == (200, b"v")

@@ -281,6 +281,12 @@ class AccessControl:
         if bucket is None:  # nothing but the caller's own tenant is concerned
             return not anonymous and (principal.is_root or identity is Decision.ALLOW)
         same = not anonymous and principal.tenant_id == bucket.tenant_id
+        if not same:
+            # A suspended (or deleting) tenant's buckets are closed to everyone else too: its own
+            # identities are already refused at authentication.
+            owner = await self.tenant(bucket.tenant_id)
+            if owner is None or owner.status != "active":
+                return False
         resource = Decision.NONE
         policy = self.bucket_policy(bucket)
         block: PublicAccessBlock | None = None
