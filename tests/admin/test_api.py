@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from tests.admin.helpers import call, error, ok
 from tests.conftest import make_client
 from tests.s3.test_audit import audit_records
+from tests.server import Server
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,17 @@ def test_tenant_credentials_are_refused(admin_endpoint, credentials):
 
 def test_operator_credentials_are_refused_on_s3(endpoint, operator_credentials):
     s3_denied(make_client(endpoint, operator_credentials), "AccessDenied")
+
+
+def test_operator_credentials_are_refused_on_the_iam_api(endpoint, operator_credentials):
+    import boto3
+    from botocore.config import Config
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=operator_credentials[0],
+                       aws_secret_access_key=operator_credentials[1], config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as exc:
+        iam.list_users()
+    assert exc.value.response["Error"]["Code"] == "AccessDenied"
 
 
 def test_a_signed_request_cannot_be_altered(admin_endpoint, operator_credentials):
@@ -315,3 +327,28 @@ def test_admin_requests_are_audited(api, server):
                                                                                 "MissingAuthentication")
     text = json.dumps(rec)
     assert r.json()["secret_access_key"] not in text
+
+
+def test_no_change_while_the_audit_log_cannot_be_written(tmp_path, operator_credentials):
+    data = tmp_path / "data"
+    srv = Server(str(data), env={"COFFRE_AUDIT_SEGMENT_MAX_BYTES": "2000"}).start()
+    audit_dir, moved = data / "audit", data / "audit.moved"
+    try:
+        audit_dir.rename(moved)  # a file in its place: the next segment cannot be created
+        audit_dir.write_bytes(b"")
+        refused = None
+        for i in range(200):
+            r = call(srv.admin_endpoint, operator_credentials, "POST", "/tenants", {"name": f"during-{i}"})
+            if r.status_code == 503:
+                refused = r
+                break
+            time.sleep(0.02)
+        assert refused is not None, "changes still accepted with no audit log"
+        assert refused.json()["error"]["code"] == "ServiceUnavailable"
+        ok(call(srv.admin_endpoint, operator_credentials, "GET", "/tenants"))  # reads go on
+    finally:
+        if audit_dir.is_file():
+            audit_dir.unlink()
+        if moved.exists():
+            moved.rename(audit_dir)
+        srv.stop()

@@ -56,6 +56,7 @@ STATUS: dict[type[e.CoffreError], int] = {
     e.AccessDenied: 403, e.AccountProblem: 403,
     e.NoSuchEntity: 404,
     e.EntityAlreadyExists: 409, e.DeleteConflict: 409, e.LimitExceeded: 409,
+    e.ServiceUnavailable: 503,
 }
 
 
@@ -120,10 +121,12 @@ class Route:
 
 
 class AdminApi:
-    def __init__(self, coffre: Coffre, settings: Settings, record: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, coffre: Coffre, settings: Settings, record: Callable[[Any], None] | None = None,
+                 accepting: Callable[[], bool] | None = None) -> None:
         self.coffre = coffre
         self.settings = settings
         self.record = record  # the audit trail's record()
+        self.accepting = accepting  # whether the audit trail can record (audit_required)
         self.routes = self._routes()
         self._patterns = [re.compile(re.sub(r"\\{[a-z]+\\}", "[^/]+", re.escape(r.path))) for r in self.routes]
 
@@ -154,6 +157,9 @@ class AdminApi:
         try:
             if failure is not None or route is None:
                 raise failure or NotFound()
+            if self.accepting is not None and route.method != "GET" and not self.accepting():
+                # As on S3: no change is made unrecorded while the audit log cannot be written.
+                raise e.ServiceUnavailable("The audit log is unavailable: changes are refused until it recovers.")
             if request.content_length is not None and request.content_length > MAX_BODY:
                 raise RequestTooLarge()
             body = await request.content.read(MAX_BODY + 1)

@@ -37,7 +37,7 @@ class AdminApp:
         self.settings = settings
         self.metrics = metrics
         self.audit_accepting = audit_accepting
-        self.api = AdminApi(coffre, settings, audit_record)
+        self.api = AdminApi(coffre, settings, audit_record, audit_accepting)
 
     def probes(self) -> dict[str, Probe]:
         provider = self.coffre.keyring.provider
