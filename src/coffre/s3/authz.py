@@ -123,6 +123,7 @@ ACTIONS: dict[str, Rule] = {
 
 # Operations that write an object and may carry an ACL or tags (extra actions asked).
 _WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+_COPIES = frozenset({"CopyObject", "UploadPartCopy"})  # a source bucket to ask about too
 _LIST_OPS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"})
 # Request headers offered as s3:<name> condition keys when present.
 _HEADER_KEYS = ("x-amz-acl", "x-amz-content-sha256", "x-amz-server-side-encryption",
@@ -281,6 +282,9 @@ async def authorize(ctx: Ctx) -> None:
     ctx.bucket_record = bucket
     if ctx.operation == "HeadBucket":  # told even to a caller refused (clients redirect by it)
         ctx.response_headers["x-amz-bucket-region"] = bucket.region
+    if ctx.operation not in _COPIES and AccessControl.owner_root(principal, bucket):
+        access.grant(bucket)  # the hot path: nothing could deny it (no key built, no policy read)
+        return
     if ctx.operation == "DeleteObjects":
         access.grant(bucket)  # each key is asked by the handler (delete_allowed)
         return
