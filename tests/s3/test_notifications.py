@@ -75,7 +75,7 @@ class Webhook:
         self.loop = loop
         self.port = port or free_port()
         self.bodies: list[dict] = []
-        self.auth: list[str] = []
+        self.auth: list[tuple[str, str]] = []  # (bucket, Authorization)
         self.runner: web.AppRunner | None = None
 
     @property
@@ -83,8 +83,9 @@ class Webhook:
         return f"http://127.0.0.1:{self.port}/events"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        self.auth.append(request.headers.get("Authorization", ""))
-        self.bodies.append(json.loads(await request.read()))
+        body = json.loads(await request.read())
+        self.auth.append((body["Records"][0]["s3"]["bucket"]["name"], request.headers.get("Authorization", "")))
+        self.bodies.append(body)
         return web.Response(status=204)
 
     def start(self) -> Webhook:
@@ -288,6 +289,9 @@ def _targets(hook_url: str) -> list[dict]:
          "routing_key": f"coffre-events-{RUN}"},
         {"id": "amq-late", "type": "amqp", "url": f"amqp://guest:{AMQP_PASSWORD}@127.0.0.1:5672/",
          "routing_key": f"coffre-late-{RUN}"},
+        # Open to some tenants only: "test" is the tenant the server makes (tests/server.py).
+        {"id": "ours", "type": "webhook", "url": hook_url, "tenants": ["test"]},
+        {"id": "theirs", "type": "webhook", "url": hook_url, "tenants": ["another-tenant"]},
         {"id": "mq", "type": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": f"coffre/events/{RUN}"},
     ]
 
@@ -377,6 +381,19 @@ def test_invalid_configurations(client, nbucket, config, message):
     assert err["Error"]["Code"] == "InvalidArgument"
     assert err["Error"]["Message"] == message
     assert "QueueConfigurations" not in client.get_bucket_notification_configuration(Bucket=nbucket)
+
+
+def test_targets_closed_to_the_tenant_do_not_exist_for_it(client, nbucket, hook):
+    with pytest.raises(ClientError) as e:
+        client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={
+            "QueueConfigurations": [queue_config("theirs", "webhook", ["s3:ObjectCreated:*"])]})
+    assert e.value.response["Error"]["Code"] == "InvalidArgument"
+    assert e.value.response["Error"]["Message"] == "Unable to validate the following destination configurations"
+    client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={
+        "QueueConfigurations": [queue_config("ours", "webhook", ["s3:ObjectCreated:*"])]})
+    client.put_object(Bucket=nbucket, Key="ours", Body=b"")
+    records = wait_for(lambda: of_bucket(hook.records(), nbucket), 1)
+    assert [r["s3"]["object"]["key"] for r in records] == ["ours"]
 
 
 def test_overlapping_and_malformed_filters(client, nbucket):
@@ -476,7 +493,7 @@ def test_events_reach_the_broker(client, nbucket, loop, hook, target, kind):
         obj = by_name["ObjectRemoved:Delete"]["s3"]["object"]
         assert (obj["key"], obj["versionId"]) == ("big.bin", gone["VersionId"])
         if kind == "webhook":
-            assert set(hook.auth) == {f"Bearer {TOKEN}"}
+            assert {auth for b, auth in hook.auth if b == nbucket} == {f"Bearer {TOKEN}"}
     finally:
         # Off before the reader goes: the fixture's clean-up deletes would wait for it forever.
         client.put_bucket_notification_configuration(Bucket=nbucket, NotificationConfiguration={})

@@ -19,7 +19,7 @@ from coffre.core.errors import InvalidArgument
 
 TARGET_TYPES = ("webhook", "nats", "amqp", "mqtt", "redis")
 # Options each target type takes besides id and type (docs/notifications.md lists them).
-_COMMON = {"ca_file", "client_cert", "client_key", "insecure_skip_verify"}
+_COMMON = {"ca_file", "client_cert", "client_key", "insecure_skip_verify", "tenants"}
 _OPTIONS: dict[str, set[str]] = {
     "webhook": {"url", "auth_token"},
     "nats": {"url", "subject", "jetstream", "user", "password", "token"},
@@ -74,6 +74,17 @@ class Target:
     def arn(self, region: str) -> str:
         return f"arn:coffre:sqs:{region}:{self.id}:{self.type}"
 
+    @property
+    def restricted(self) -> bool:
+        return "tenants" in self.options
+
+    def allows(self, tenant_id: str, tenant_name: str | None) -> bool:
+        """Whether buckets of this tenant may name the target (``tenants``: names or ids; absent: all)."""
+        if not self.restricted:
+            return True
+        allowed = self.options["tenants"]
+        return tenant_id in allowed or (tenant_name is not None and tenant_name in allowed)
+
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line (passwords, tokens, URL credentials)."""
         out = [str(self.options[k]) for k in SECRET_OPTIONS if self.options.get(k)]
@@ -84,6 +95,11 @@ class Target:
             if ":" in m.group(1):
                 out.append(m.group(1).split(":", 1)[1])
         return [s for s in out if s]
+
+
+def available(targets: Mapping[str, Target], tenant_id: str, tenant_name: str | None) -> dict[str, Target]:
+    """The targets buckets of one tenant may name: the others do not exist for it."""
+    return {tid: t for tid, t in targets.items() if t.allows(tenant_id, tenant_name)}
 
 
 def parse_targets(raw: Iterable[Mapping[str, Any]]) -> dict[str, Target]:
@@ -108,6 +124,11 @@ def parse_targets(raw: Iterable[Mapping[str, Any]]) -> dict[str, Target]:
         missing = [k for k in _REQUIRED[kind] if k not in options or options[k] in ("", None)]
         if missing:
             raise ValueError(f"{where}: {', '.join(missing)} is required for a {kind} target")
+        if "tenants" in options:
+            names = options["tenants"]
+            if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(f"{where}: tenants must be a list of tenant names")
+            options["tenants"] = tuple(names)
         targets[tid] = Target(tid, kind, options)
     return targets
 

@@ -43,6 +43,7 @@ log = logging.getLogger("coffre.notify")
 _BATCH = 1024  # most requests' messages in one group commit
 _SEND_TIMEOUT = 15.0
 _FIRST_RETRY = 0.25
+_DROP_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -63,6 +64,8 @@ class _TargetState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     failing: bool = False
+    drop_logged: float = -_DROP_LOG_SECONDS  # monotonic time of the last "dropped" line
+    unlogged_drops: int = 0
 
 
 class Notifier:
@@ -206,6 +209,11 @@ class Notifier:
             self._parsed[document] = rules
         record = await self.meta.get_bucket(bucket)
         owner = record.tenant_id if record is not None else ""
+        allowed = set(self._states)
+        if any(st.target.restricted for st in self._states.values()):
+            # The operator may have closed a target to this tenant since the rules were stored.
+            tenant = await self.meta.get_tenant(owner)
+            allowed = set(cfg.available(self.targets, owner, tenant.name if tenant is not None else None))
         origin = ev.Origin(region=self.region, owner_id=owner, **origin_fields)
         now = time.time()
         out: list[tuple[str, bytes]] = []
@@ -214,8 +222,8 @@ class Notifier:
                 if not rule.matches(change.name, change.key):
                     continue
                 parsed = cfg.parse_arn(rule.arn)
-                if parsed is None or parsed[1] not in self._states:
-                    continue  # a target the operator removed since: nothing to deliver to
+                if parsed is None or parsed[1] not in allowed:
+                    continue  # a target the operator removed (or closed to the tenant) since
                 out.append((parsed[1], ev.message(ev.record(change, bucket, origin, rule.id, now))))
         return out
 
@@ -272,8 +280,12 @@ class Notifier:
             await asyncio.to_thread(st.disk.remove, victim[0])
         if dropped:
             self._count(self._dropped, st.target.id, dropped)
-            log.error("notify: target %s: queue over notify_queue_limit (%d): dropped the %d oldest message(s)",
-                      st.target.id, self.limit, dropped)
+            st.unlogged_drops += dropped
+            now = time.monotonic()
+            if now - st.drop_logged >= _DROP_LOG_SECONDS:  # a target down for long: one line a minute
+                log.error("notify: target %s: queue over notify_queue_limit (%d): dropped the %d oldest message(s)",
+                          st.target.id, self.limit, st.unlogged_drops)
+                st.unlogged_drops, st.drop_logged = 0, now
 
     # -- the deliverers --
     async def _deliver(self, st: _TargetState) -> None:
