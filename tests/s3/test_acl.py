@@ -224,3 +224,20 @@ def test_canned_acl_on_copy_and_multipart(s3, endpoint, acl_bucket):
     headers = s3.head_object(Bucket=b, Key="mpu")["ResponseMetadata"]["HTTPHeaders"]
     assert not [h for h in headers if "coffre" in h]  # the ACL is not a header of the object
     assert (ALL_USERS, "READ") in grants(s3.get_object_acl(Bucket=b, Key="mpu"))
+
+
+def test_post_object_acl_field(s3, endpoint, credentials, acl_bucket, bucket):
+    import requests
+
+    signer = make_client(endpoint, credentials, signature_version="s3v4")
+
+    def upload(b: str, key: str, acl: str) -> requests.Response:
+        p = signer.generate_presigned_post(b, key, Fields={"acl": acl}, Conditions=[{"acl": acl}], ExpiresIn=300)
+        files = [(k, (None, v)) for k, v in p["fields"].items()] + [("file", ("f.txt", b"form"))]
+        return requests.post(p["url"], files=files, allow_redirects=False, timeout=60)
+
+    assert upload(acl_bucket, "posted", "public-read").status_code == 204
+    assert anonymous("GET", f"{endpoint}/{acl_bucket}/posted") == (200, b"form")
+    resp = upload(bucket, "posted", "public-read")  # ACLs disabled there
+    assert resp.status_code == 400 and b"AccessControlListNotSupported" in resp.content
+    assert upload(bucket, "posted", "bucket-owner-full-control").status_code == 204

@@ -561,3 +561,40 @@ def test_isolation_matrix(endpoint, s3, bucket, other, test_tenant_id):
     with pytest.raises(ClientError):
         s3.get_bucket_policy(Bucket=bucket)
     s3.abort_multipart_upload(Bucket=bucket, Key="secret", UploadId=upload_id)
+
+
+def test_secure_transport_principal_tag_and_acl_conditions(server, endpoint, s3, bucket, other):
+    # A classic: refuse everything not over TLS (this endpoint is plain HTTP): the owner included.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({
+        "Sid": "TLSOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}))
+    s3.put_object(Bucket=bucket, Key="team-red/plan", Body=b"red")
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="team-red/plan")
+    assert code(e) == "AccessDenied"
+    # Another classic: writers from other tenants must hand objects over.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Effect": "Allow", "Principal": {"AWS": other["id"]}, "Action": ["s3:PutObject", "s3:PutObjectAcl"],
+         "Resource": f"arn:aws:s3:::{bucket}/*"},
+        {"Effect": "Deny", "Principal": {"AWS": other["id"]}, "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringNotEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}}))
+    with pytest.raises(ClientError) as e:
+        other["client"].put_object(Bucket=bucket, Key="drop", Body=b"d")
+    assert code(e) == "AccessDenied"
+    other["client"].put_object(Bucket=bucket, Key="drop", Body=b"d", ACL="bucket-owner-full-control")
+    s3.delete_bucket_policy(Bucket=bucket)
+    # ${aws:PrincipalTag/team} in a user's policy.
+    name = "tagged" + uuid.uuid4().hex[:8]
+    c = admin_client(server)
+    c.call("POST", f"/tenants/{TENANT}/users", {"name": name, "tags": {"team": "team-red"}})
+    akid, secret = create_user_key(server, TENANT, name)
+    c.call("POST", f"/tenants/{TENANT}/policies", {"name": "p-" + name, "document": json.loads(policy({
+        "Effect": "Allow", "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"}))})
+    c.call("PUT", f"/tenants/{TENANT}/users/{name}/policies/p-{name}")
+    tagged = make_client(endpoint, (akid, secret))
+    tagged.put_object(Bucket=bucket, Key="team-red/notes", Body=b"n")
+    with pytest.raises(ClientError) as e:
+        tagged.put_object(Bucket=bucket, Key="team-blue/notes", Body=b"n")
+    assert code(e) == "AccessDenied"
