@@ -356,6 +356,28 @@ def test_concurrent_key_creation_stays_within_the_limit(a):
     a.iam.delete_user(UserName=u)
 
 
+def test_conditions_on_the_target_users_tags(a):
+    """ABAC: a user may manage the keys of users tagged with its own team, and no others."""
+    admin, mine, theirs = name(), name(), name()
+    a.iam.create_user(UserName=admin, Tags=[{"Key": "team", "Value": "blue"}])
+    a.iam.create_user(UserName=mine, Tags=[{"Key": "team", "Value": "blue"}])
+    a.iam.create_user(UserName=theirs, Tags=[{"Key": "team", "Value": "red"}])
+    key = a.iam.create_access_key(UserName=admin)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iam:ListAccessKeys", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/team": "${aws:PrincipalTag/team}"}}}]}
+    a.iam.put_user_policy(UserName=admin, PolicyName="team", PolicyDocument=json.dumps(policy))
+    user_iam = _client("iam", a.endpoint, (key["AccessKeyId"], key["SecretAccessKey"]))
+    assert user_iam.list_access_keys(UserName=mine)["AccessKeyMetadata"] == []
+    with pytest.raises(ClientError) as e:
+        user_iam.list_access_keys(UserName=theirs)
+    assert code(e) == ("AccessDenied", 403)
+    a.iam.delete_user_policy(UserName=admin, PolicyName="team")
+    a.iam.delete_access_key(UserName=admin, AccessKeyId=key["AccessKeyId"])
+    for u in (admin, mine, theirs):
+        a.iam.delete_user(UserName=u)
+
+
 # -- inline policies --
 def test_user_inline_policies(a):
     u = name()

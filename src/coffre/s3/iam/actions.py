@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from coffre.core.errors import AccessDenied, DeleteConflict, NoSuchEntity
@@ -44,6 +44,8 @@ class Call:
     ctx: Ctx
     params: Params
     principal: Principal
+    # The tags of the user the call acts on (set by user_resource): aws:ResourceTag/<key>.
+    resource_tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tenant(self) -> str:
@@ -60,6 +62,9 @@ class Call:
         """The caller's identity policies must allow ``iam:<action>`` on ``resource`` (a tenant
         root may do anything in its tenant). The refusal names both, as IAM's does."""
         request_keys = self.global_keys()
+        for k, v in self.resource_tags.items():
+            request_keys["aws:resourcetag/" + k.lower()] = [v]
+            request_keys["iam:resourcetag/" + k.lower()] = [v]
         request_keys.update(keys or {})
         try:
             await self.ctx.coffre.access.check_identity(self.principal, f"iam:{action}", resource, request_keys)
@@ -95,9 +100,11 @@ class Call:
     # path), with "/" when it does not (authorisation comes before existence, as in IAM).
     async def user_resource(self, name: str) -> str:
         try:
-            return user_arn(await self.iam.get_user(self.tenant, name))
+            user = await self.iam.get_user(self.tenant, name)
         except NoSuchEntity:
             return self.arn("user", "/", name)
+        self.resource_tags = user.tags
+        return user_arn(user)
 
     async def group_resource(self, name: str) -> str:
         try:
