@@ -78,10 +78,6 @@ class Server:
             ensure_test_tenant(self)
         return self
 
-    @property
-    def scheme(self) -> str:
-        return "https" if self.env.get("COFFRE_ADMIN_TLS_CERT") else "http"
-
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
