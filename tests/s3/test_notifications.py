@@ -71,16 +71,17 @@ class Loop:
 class Webhook:
     """An HTTP receiver on 127.0.0.1 that records every JSON body (and the Authorization it got)."""
 
-    def __init__(self, loop: Loop, port: int | None = None) -> None:
+    def __init__(self, loop: Loop, port: int | None = None, tls: tuple[str, str] | None = None) -> None:
         self.loop = loop
         self.port = port or free_port()
+        self.tls = tls  # (certificate, key): serve HTTPS
         self.bodies: list[dict] = []
         self.auth: list[tuple[str, str]] = []  # (bucket, Authorization)
         self.runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/events"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = json.loads(await request.read())
@@ -94,7 +95,13 @@ class Webhook:
             app.router.add_post("/events", self._handle)
             self.runner = web.AppRunner(app)
             await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+            ssl_context = None
+            if self.tls is not None:
+                import ssl
+
+                ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ssl_context.load_cert_chain(*self.tls)
+            await web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=ssl_context).start()
 
         self.loop.run(go())
         return self
@@ -688,3 +695,33 @@ def test_targets_from_the_toml_file(tmp_path: Path):
                      ([{"id": "c", "type": "webhook", "url": "http://x"}] * 2, "used twice")]:
         with pytest.raises(ValueError, match=why):
             parse_targets(bad)
+
+
+def test_webhook_over_https_trusts_only_its_ca_file(tmp_path: Path, loop):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cert"
+    subprocess.run([sys.executable, "-m", "coffre", "dev-cert", "--out", str(out), "--host", "127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    cert, key = str(out / "coffre-dev.crt"), str(out / "coffre-dev.key")
+    receiver = Webhook(loop, tls=(cert, key)).start()
+    s = _server(str(tmp_path / "data"), [
+        {"id": "pinned", "type": "webhook", "url": receiver.url, "ca_file": cert},
+        {"id": "system", "type": "webhook", "url": receiver.url}]).start()  # the system CAs: refused
+    try:
+        c = make_client(s.endpoint, (ACCESS_KEY, SECRET_KEY))
+        for b, target in (("tls-pinned", "pinned"), ("tls-system", "system")):
+            c.create_bucket(Bucket=b)
+            c.put_bucket_notification_configuration(Bucket=b, NotificationConfiguration={
+                "QueueConfigurations": [queue_config(target, "webhook", ["s3:ObjectCreated:*"])]})
+            c.put_object(Bucket=b, Key="k", Body=b"")
+        assert [r["s3"]["bucket"]["name"] for r in wait_for(receiver.records, 1)] == ["tls-pinned"]
+        deadline = time.monotonic() + 10
+        while "CERTIFICATE_VERIFY_FAILED" not in Path(s.log_path).read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the unverifiable certificate was not refused"
+            time.sleep(0.1)
+        assert [r["s3"]["bucket"]["name"] for r in receiver.records()] == ["tls-pinned"]
+    finally:
+        s.stop()
+        receiver.stop()
