@@ -154,12 +154,10 @@ class Notifier:
                 await st.sender.close()
 
     # -- what the front end calls --
-    def enabled(self) -> bool:
-        return bool(self._states)
-
     async def emit(self, bucket: str, changes: Sequence[ev.Change], principal: Principal | None,
                    source_ip: str | None, request_id: str, host_id: str) -> None:
-        """Queue the messages of one request's committed changes; returns once they are on disk.
+        """Queue the messages of one request's committed changes for the writer; with
+        ``notify_wait_durable``, return only once they are on disk.
 
         Never raises: the change is committed and answered whatever happens here.
         """
