@@ -290,8 +290,7 @@ async def authorize(ctx: Ctx) -> None:
         return
     version_id = ctx.query.get("versionId")
     action = rule.versioned if version_id is not None and rule.versioned else rule.action
-    if ctx.operation == "PutObjectTagging" and not AccessControl.owner_root(principal, bucket) \
-            and await asker.access.mentions(principal, bucket, _REQUEST_TAG):
+    if ctx.operation == "PutObjectTagging" and await asker.access.mentions(principal, bucket, _REQUEST_TAG):
         return  # the tags are in the body: asked by the handler once read (request_tags)
     if rule.kind == BUCKET:
         await asker.check(bucket, action, arn(bucket.name))
