@@ -94,7 +94,8 @@ class Settings:
     # Longest wait between two delivery attempts to a target that fails (the wait doubles up to it).
     notify_retry_max_seconds: float = 30.0
     # Answer a write only once its event messages are on disk (at least once across a crash too).
-    notify_wait_durable: bool = False
+    # On by default: "a crash at any instant loses no acknowledged write" covers its events.
+    notify_wait_durable: bool = True
 
     @property
     def host(self) -> str:
