@@ -52,7 +52,7 @@ from coffre.meta.records import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 6
 
 # The version-1 schema, as every data directory before issue #3 has it: frozen, since a
 # change of schema is a new migration below. A fresh store is created from it and then
@@ -291,7 +291,15 @@ _MIGRATION_2 = (
     "GROUP BY t.id",
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2}
+# One slot per feature of the issues built in parallel (each fills its own, so no two changes
+# race for a version number). A step with no statement only bumps the version.
+_MIGRATION_3: tuple[str, ...] = ()  # Object Lock: retention and legal hold (issue #6)
+_MIGRATION_4: tuple[str, ...] = ()  # server-side encryption: SSE-C / SSE-KMS / SSE-S3 and key versions (issue #4)
+_MIGRATION_5: tuple[str, ...] = ()  # metering: byte-hours and request counters (issue #5)
+_MIGRATION_6: tuple[str, ...] = ()  # lifecycle: worker state (issue #6)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: _MIGRATION_4,
+                                           5: _MIGRATION_5, 6: _MIGRATION_6}
 
 _OBJ_COLS = (
     "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
