@@ -20,7 +20,11 @@ _SPACES = re.compile(r"\s+")
 
 
 def uri_encode(value: str, safe: str = "") -> str:
-    """AWS URI encoding: everything but unreserved characters is %XX (upper case)."""
+    """AWS URI encoding: everything but unreserved characters is %XX (upper case).
+
+    Values decoded with ``surrogateescape`` (bytes that were not UTF-8) encode back
+    to the very bytes the client sent.
+    """
     return quote(value.encode("utf-8", "surrogateescape"), safe="-_.~" + safe)
 
 
@@ -31,8 +35,9 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
 
 
-def canonical_query(query: Sequence[tuple[str, str]]) -> str:
-    pairs = sorted((uri_encode(k), uri_encode(v)) for k, v in query)
+def canonical_query(query: Sequence[tuple[str, str]], skip: str | None = None) -> str:
+    """The sorted, encoded query; ``skip`` leaves out one name (X-Amz-Signature of a presigned URL)."""
+    pairs = sorted((uri_encode(k), uri_encode(v)) for k, v in query if k != skip)
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from coffre.core.errors import (
     AccessDenied,
@@ -29,8 +29,10 @@ from coffre.core.errors import (
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
+from coffre.crypto import sigv4 as sigv4_math
+from coffre.crypto.sigv4 import canonical_query, uri_encode
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+ALGORITHM = sigv4_math.ALGORITHM
 UNSIGNED = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -85,15 +87,6 @@ class Request:
     raw_path: str  # path as sent, percent-encoded, without the query
     query: Sequence[tuple[str, str]]  # decoded (name, value) pairs in order
     headers: Mapping[str, str]  # lower-case names; repeated headers joined with ","
-
-
-def uri_encode(value: str, safe: str = "") -> str:
-    """AWS URI encoding: everything but unreserved characters is %XX (upper case).
-
-    Values decoded with ``surrogateescape`` (bytes that were not UTF-8) encode back
-    to the very bytes the client sent.
-    """
-    return quote(value.encode("utf-8", "surrogateescape"), safe="-_.~" + safe)
 
 
 def unquote_raw(value: str) -> str:
@@ -207,17 +200,8 @@ def _parse_v2_query(req: Request) -> AuthInfo:
 
 
 # -- SigV4 --
-@lru_cache(maxsize=1024)
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
-    return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
-
-
-def canonical_query(query: Sequence[tuple[str, str]], skip: str | None = None) -> str:
-    pairs = sorted((uri_encode(k), uri_encode(v)) for k, v in query if k != skip)
-    return "&".join(f"{k}={v}" for k, v in pairs)
+# The derived key changes once a day per credential: cached, it saves four HMACs a request.
+signing_key = lru_cache(maxsize=1024)(sigv4_math.signing_key)
 
 
 def canonical_headers(headers: Mapping[str, str], signed: Sequence[str]) -> str:
