@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from coffre import __version__
-from coffre.cli import admin, audit, devcert
+from coffre.cli import admin, audit, devcert, transfer
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_parser(sub)
     audit.add_parser(sub)
     devcert.add_parser(sub)
+    transfer.add_parsers(sub)
     return parser
 
 
