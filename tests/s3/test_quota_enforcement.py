@@ -1,70 +1,57 @@
 """Quotas enforced on every S3 write path (PUT, copy, multipart complete, CreateBucket),
 with the error clients see, over HTTP against a real server and boto3.
 
-Quotas are set in the server's metadata store from this process (SQLite is safe to share
-between processes; the server reads them inside each committing transaction), so these
-tests do not depend on the admin API. Only fresh buckets get a bucket quota; a tenant
-quota is set for one test and removed before it returns.
+Quotas are set, and usage read, through the operator's admin API, as an operator would.
+Only fresh buckets get a bucket quota; a tenant quota is set for one test and removed
+before it returns.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from coffre.meta.records import QuotaRecord, Usage
-from coffre.meta.sqlite import SQLiteMetadataStore
-from coffre.settings import load_settings
-
-T = TypeVar("T")
+from coffre.meta.records import Usage
+from tests import tenants
+from tests.server import TENANT, Server
 
 
-class Meta:
-    """The running server's metadata store, opened briefly for each call."""
+class Admin:
+    """The quotas and usage of the test tenant, through the admin API."""
 
-    def __init__(self, data_dir: str) -> None:
-        self.path = load_settings(env={"COFFRE_DATA_DIR": data_dir}).meta_path
+    def __init__(self, server: Server) -> None:
+        self.server = server
 
-    def _run(self, fn: Callable[[SQLiteMetadataStore], Awaitable[T]]) -> T:
-        async def go() -> T:
-            store = SQLiteMetadataStore(self.path)
-            await store.open()
-            try:
-                return await fn(store)
-            finally:
-                await store.close()
+    def set_bucket_quota(self, bucket: str, max_bytes: int | None = None, max_objects: int | None = None) -> None:
+        tenants.set_bucket_quota(self.server, TENANT, bucket, max_bytes=max_bytes, max_objects=max_objects)
 
-        return asyncio.run(go())
-
-    def set_quota(self, quota: QuotaRecord) -> None:
-        self._run(lambda m: m.set_quota(quota))
+    def set_tenant_quota(self, max_buckets: int | None = None) -> None:
+        tenants.set_quota(self.server, TENANT, max_buckets=max_buckets)
 
     def bucket_usage(self, bucket: str) -> Usage:
-        return self._run(lambda m: m.bucket_usage(bucket))
-
-    def tenant_of(self, bucket: str) -> str:
-        rec = self._run(lambda m: m.get_bucket(bucket))
-        assert rec is not None
-        return str(rec.tenant_id)
+        doc = tenants.admin_client(self.server).call("GET", f"/tenants/{TENANT}/usage")
+        for b in doc["buckets"]:
+            if b["name"] == bucket:
+                return Usage(bytes=b["usage"]["bytes"], objects=b["usage"]["objects"])
+        raise AssertionError(f"no usage reported for {bucket}")
 
 
 @pytest.fixture(scope="module")
-def meta(server: Any) -> Meta:
+def admin(server: Any) -> Admin:
     if server is None:
-        pytest.skip("sets quotas in a local coffre server's metadata store")
-    return Meta(server.data_dir)
+        pytest.skip("sets quotas through a local coffre server's admin API")
+    return Admin(server)
 
 
 @pytest.fixture
-def limited(meta: Meta, bucket: str) -> Iterator[str]:
+def limited(admin: Admin, bucket: str) -> Iterator[str]:
     """A fresh bucket; its quota goes with it when the fixture deletes it."""
     yield bucket
-    meta.set_quota(QuotaRecord(scope="bucket", target=bucket))
+    admin.set_bucket_quota(bucket)
 
 
 def refused(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
@@ -72,8 +59,8 @@ def refused(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
     return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"]["Message"]
 
 
-def test_put_over_a_bucket_bytes_quota_is_refused(s3: Any, meta: Meta, limited: str) -> None:
-    meta.set_quota(QuotaRecord(scope="bucket", target=limited, max_bytes=1000))
+def test_put_over_a_bucket_bytes_quota_is_refused(s3: Any, admin: Admin, limited: str) -> None:
+    admin.set_bucket_quota(limited, max_bytes=1000)
     s3.put_object(Bucket=limited, Key="a", Body=b"x" * 600)
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=limited, Key="b", Body=b"y" * 401)
@@ -83,15 +70,15 @@ def test_put_over_a_bucket_bytes_quota_is_refused(s3: Any, meta: Meta, limited: 
     # What an overwrite replaces is accounted for: 600 -> 1000 fits, exactly at the maximum.
     s3.put_object(Bucket=limited, Key="a", Body=b"z" * 1000)
     assert s3.get_object(Bucket=limited, Key="a")["Body"].read() == b"z" * 1000
-    assert meta.bucket_usage(limited) == Usage(1000, 1)
+    assert admin.bucket_usage(limited) == Usage(1000, 1)
     # Freeing space makes room again; a delete is never refused.
     s3.delete_object(Bucket=limited, Key="a")
     s3.put_object(Bucket=limited, Key="b", Body=b"y" * 401)
-    assert meta.bucket_usage(limited) == Usage(401, 1)
+    assert admin.bucket_usage(limited) == Usage(401, 1)
 
 
-def test_copy_over_an_objects_quota_is_refused(s3: Any, meta: Meta, limited: str) -> None:
-    meta.set_quota(QuotaRecord(scope="bucket", target=limited, max_objects=2))
+def test_copy_over_an_objects_quota_is_refused(s3: Any, admin: Admin, limited: str) -> None:
+    admin.set_bucket_quota(limited, max_objects=2)
     s3.put_object(Bucket=limited, Key="one", Body=b"1")
     s3.copy_object(Bucket=limited, Key="two", CopySource={"Bucket": limited, "Key": "one"})
     with pytest.raises(ClientError) as exc:
@@ -105,8 +92,8 @@ def test_copy_over_an_objects_quota_is_refused(s3: Any, meta: Meta, limited: str
 
 
 def test_multipart_complete_over_a_quota_is_refused_and_the_upload_kept(
-        s3: Any, meta: Meta, limited: str) -> None:
-    meta.set_quota(QuotaRecord(scope="bucket", target=limited, max_bytes=1000))
+        s3: Any, admin: Admin, limited: str) -> None:
+    admin.set_bucket_quota(limited, max_bytes=1000)
     up = s3.create_multipart_upload(Bucket=limited, Key="big")["UploadId"]
     etag = s3.upload_part(Bucket=limited, Key="big", UploadId=up, PartNumber=1, Body=b"p" * 2000)["ETag"]
     parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
@@ -114,14 +101,14 @@ def test_multipart_complete_over_a_quota_is_refused_and_the_upload_kept(
         s3.complete_multipart_upload(Bucket=limited, Key="big", UploadId=up, MultipartUpload=parts)
     assert refused(exc)[:2] == (403, "QuotaExceeded")
     assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=limited).get("Uploads", [])] == [up]
-    assert meta.bucket_usage(limited) == Usage()
-    meta.set_quota(QuotaRecord(scope="bucket", target=limited, max_bytes=2000))
+    assert admin.bucket_usage(limited) == Usage()
+    admin.set_bucket_quota(limited, max_bytes=2000)
     s3.complete_multipart_upload(Bucket=limited, Key="big", UploadId=up, MultipartUpload=parts)
-    assert meta.bucket_usage(limited) == Usage(2000, 1)
+    assert admin.bucket_usage(limited) == Usage(2000, 1)
 
 
-def test_concurrent_puts_never_exceed_an_objects_quota(s3: Any, meta: Meta, limited: str) -> None:
-    meta.set_quota(QuotaRecord(scope="bucket", target=limited, max_objects=5))
+def test_concurrent_puts_never_exceed_an_objects_quota(s3: Any, admin: Admin, limited: str) -> None:
+    admin.set_bucket_quota(limited, max_objects=5)
 
     def put(i: int) -> bool:
         try:
@@ -135,13 +122,12 @@ def test_concurrent_puts_never_exceed_an_objects_quota(s3: Any, meta: Meta, limi
         outcomes = list(pool.map(put, range(30)))
     assert sum(outcomes) == 5
     assert len(s3.list_objects_v2(Bucket=limited).get("Contents", [])) == 5
-    assert meta.bucket_usage(limited) == Usage(500, 5)
+    assert admin.bucket_usage(limited) == Usage(500, 5)
 
 
-def test_bucket_count_quota_refuses_create_bucket(s3: Any, meta: Meta, bucket: str) -> None:
-    tenant = meta.tenant_of(bucket)
+def test_bucket_count_quota_refuses_create_bucket(s3: Any, admin: Admin, bucket: str) -> None:
     owned = len(s3.list_buckets()["Buckets"])
-    meta.set_quota(QuotaRecord(scope="tenant", target=tenant, max_buckets=owned))
+    admin.set_tenant_quota(max_buckets=owned)
     try:
         with pytest.raises(ClientError) as exc:
             s3.create_bucket(Bucket=bucket + "-more")
@@ -150,4 +136,4 @@ def test_bucket_count_quota_refuses_create_bucket(s3: Any, meta: Meta, bucket: s
         assert f"quota is {owned} buckets" in message
         assert bucket + "-more" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     finally:
-        meta.set_quota(QuotaRecord(scope="tenant", target=tenant))
+        admin.set_tenant_quota()
