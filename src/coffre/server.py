@@ -15,7 +15,8 @@ from coffre.audit.trail import AuditTrail
 from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
 from coffre.core.coffre import Bootstrap, Coffre
-from coffre.crypto.keys import FileKeyProvider, KeyProvider
+from coffre.crypto.keys import KeyProvider
+from coffre.crypto.providers import build_provider
 from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
 from coffre.notify.service import Notifier
@@ -35,7 +36,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     meta: MetadataStore = SQLiteMetadataStore(settings.meta_path)
     blobs: BlobStore = LocalBlobStore(settings.blob_dir)
-    keys: KeyProvider = FileKeyProvider(settings.root_key_path)
+    keys: KeyProvider = build_provider(settings)
     if metrics is not None:  # timed at their interface, the backends untouched
         meta = metrics.time_metadata(meta, MetadataStore)
         blobs = metrics.time_blobs(blobs, BlobStore)

@@ -30,6 +30,18 @@ class Settings:
     # The first operator's ("root") access key, for the admin API; generated and printed once when unset.
     root_access_key: str | None = field(default=None, repr=False)
     root_secret_key: str | None = field(default=None, repr=False)
+    # Where the root key lives (docs/keys.md): "file" (data_dir/root.key), "pkcs11" (an HSM) or "kmip".
+    key_provider: str = "file"
+    pkcs11_module: str = ""  # the PKCS#11 library of the HSM
+    pkcs11_token_label: str = ""
+    pkcs11_pin: str | None = field(default=None, repr=False)  # TOML or environment only; never shown
+    pkcs11_key_label: str = "coffre-root"  # root key versions are <label>-v1, -v2...
+    kmip_host: str = ""
+    kmip_port: int = 5696
+    kmip_cert: str = ""  # client certificate (PEM) for mutual TLS
+    kmip_key: str = ""  # its private key
+    kmip_ca: str = ""  # CA certificate that signed the server's
+    kmip_key_name: str = "coffre-root"
     # Allowed clock skew for signed requests, in seconds (AWS: 15 minutes).
     max_clock_skew: int = 900
     # Longest presigned URL validity accepted, in seconds (AWS: 7 days).

@@ -79,7 +79,7 @@ def test_wrap_unwrap_and_context_binding(tmp_path) -> None:
     tampered[-1] ^= 1
     with pytest.raises(KeyError_):
         kp.unwrap(bytes(tampered), b"tenant|111")
-    for malformed in (b"", wrapped[:20], b"\x02" + wrapped[1:]):
+    for malformed in (b"", wrapped[:20], b"\x03" + wrapped[1:], b"\x02\0\0\0\0" + wrapped[5:]):
         with pytest.raises(KeyError_):
             kp.unwrap(malformed, b"tenant|111")
 

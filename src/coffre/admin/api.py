@@ -315,6 +315,54 @@ class AdminApi:
         return self._tenant_json(await self.coffre.tenancy.delete(call.params["tenant"]))
 
     # -- quotas and usage --
+    # -- key versions: rotation and retirement of the root key and of tenant keys (docs/keys.md) --
+    async def _key_owner(self, call: Call) -> tuple[str, str]:
+        if "tenant" in call.params:
+            tenant = await self._tenant(call)
+            return tenant.id, tenant.name
+        return "", "root"
+
+    @staticmethod
+    def _version_param(call: Call) -> int:
+        v = call.params["version"]
+        if not v.isdigit() or not 1 <= int(v) < 2**32:
+            raise e.ValidationError("A key version is a positive integer.")
+        return int(v)
+
+    async def _key_versions_json(self, owner: str, name: str) -> dict[str, Any]:
+        keys = self.coffre.keys
+        job = keys.jobs.get(owner)
+        return {"owner": name, "versions": [{**v, "created_at": iso(v["created_at"]), "updated_at": iso(v["updated_at"])}
+                                            for v in await keys.versions(owner)],
+                "rewrap": None if job is None else {**job.doc(), "started_at": iso(job.started_at),
+                                                    "finished_at": iso(job.finished_at)}}
+
+    async def list_key_versions(self, call: Call) -> Any:
+        return await self._key_versions_json(*await self._key_owner(call))
+
+    async def rotate_key_version(self, call: Call) -> Any:
+        owner, name = await self._key_owner(call)
+        keys = self.coffre.keys
+        if owner:
+            await keys.rotate_tenant(owner)
+        else:
+            await keys.rotate_root()
+        if call.query.get("wait") in ("1", "true"):
+            await keys.wait(owner)
+        return await self._key_versions_json(owner, name)
+
+    async def rewrap_keys(self, call: Call) -> Any:
+        owner, name = await self._key_owner(call)
+        self.coffre.keys.start(owner)
+        if call.query.get("wait") in ("1", "true"):
+            await self.coffre.keys.wait(owner)
+        return await self._key_versions_json(owner, name)
+
+    async def retire_key_version(self, call: Call) -> Any:
+        owner, name = await self._key_owner(call)
+        await self.coffre.keys.retire(owner, self._version_param(call))
+        return await self._key_versions_json(owner, name)
+
     async def get_quota(self, call: Call) -> Any:
         return _quota(await self.coffre.tenancy.get_quota(await self._tenant(call)))
 
@@ -533,6 +581,28 @@ class AdminApi:
                   "deletion)", "tenants", self.resume_tenant, response=ref("Tenant")),
             Route("DELETE", T, "DeleteTenant", "Schedule the tenant's deletion after the grace period",
                   "tenants", self.delete_tenant, response=ref("Tenant"), status=202),
+            Route("GET", "/key-versions", "ListRootKeyVersions", "Versions of the root key and their states "
+                  "(active, retiring, retired), with the progress of the last re-wrap", "keys",
+                  self.list_key_versions),
+            Route("POST", "/key-versions/rotate", "RotateRootKey", "Make a new root key version and re-wrap every "
+                  "tenant key and secret with it in the background (no data re-encrypted)", "keys", self.rotate_key_version,
+                  query=(("wait", "true: answer once the re-wrap is done"),)),
+            Route("POST", "/key-versions/rewrap", "RewrapRootKeys", "Run the re-wrap with the active root key "
+                  "version again (it resumes by itself at start)", "keys", self.rewrap_keys,
+                  query=(("wait", "true: answer once the re-wrap is done"),)),
+            Route("POST", "/key-versions/{version}/retire", "RetireRootKeyVersion", "Destroy a superseded root key "
+                  "version in its provider; refused while anything it wrapped is left", "keys",
+                  self.retire_key_version),
+            Route("GET", T + "/key-versions", "ListTenantKeyVersions", "Versions of the tenant key and their states",
+                  "keys", self.list_key_versions),
+            Route("POST", T + "/key-versions/rotate", "RotateTenantKey", "Make a new tenant key version and re-wrap "
+                  "every data key of the tenant with it in the background (no object re-encrypted)", "keys",
+                  self.rotate_key_version, query=(("wait", "true: answer once the re-wrap is done"),)),
+            Route("POST", T + "/key-versions/rewrap", "RewrapTenantKeys", "Run the re-wrap of the tenant's data "
+                  "keys again", "keys", self.rewrap_keys, query=(("wait", "true: answer once the re-wrap is done"),)),
+            Route("POST", T + "/key-versions/{version}/retire", "RetireTenantKeyVersion", "Erase a superseded "
+                  "tenant key version; refused while a data key it wrapped is left", "keys",
+                  self.retire_key_version),
             Route("GET", T + "/quota", "GetTenantQuota", "The tenant's quota", "quotas", self.get_quota,
                   response=ref("Quota")),
             Route("PUT", T + "/quota", "PutTenantQuota", "Set the tenant's quota (null or absent: no limit)",

@@ -418,6 +418,40 @@ def whoami(c: AdminClient, a: argparse.Namespace) -> Result:
     return doc, f"operator {doc['operator']}" + (f" (key {doc['access_key_id']})" if doc.get("access_key_id") else "")
 
 
+# -- key versions (docs/keys.md) --
+def _versions_path(a: argparse.Namespace) -> str:
+    return f"/tenants/{_t(a.tenant)}/key-versions" if a.tenant else "/key-versions"
+
+
+def _versions_text(doc: dict[str, Any]) -> str:
+    job = doc.get("rewrap")
+    text = f"{doc['owner']} key\n" + _table(doc["versions"], ["version", "state", "created_at", "updated_at"])
+    if job:
+        text += (f"\nre-wrap: {job['state']} ({job['rewrapped']} re-wrapped, {job['skipped']} skipped"
+                 + (f", {job['error']}" if job.get("error") else "") + ")")
+    return text
+
+
+def keys_list(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("GET", _versions_path(a))
+    return doc, _versions_text(doc)
+
+
+def keys_rotate(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("POST", _versions_path(a) + "/rotate", {}, query={"wait": "true"} if a.wait else None)
+    return doc, _versions_text(doc)
+
+
+def keys_rewrap(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("POST", _versions_path(a) + "/rewrap", {}, query={"wait": "true"} if a.wait else None)
+    return doc, _versions_text(doc)
+
+
+def keys_retire(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("POST", f"{_versions_path(a)}/{a.version}/retire", {})
+    return doc, _versions_text(doc)
+
+
 # -- the parser --
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
@@ -521,6 +555,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     tenant_arg(cmd(groups, "usage", usage, "what a tenant stores, in total and per bucket"))
 
+    ks = groups.add_parser("keys", help="versions of the root key and of tenant keys: rotation, retirement"
+                           ).add_subparsers(dest="admin_cmd", required=True)
+    for name, func, help_ in (("list", keys_list, "versions and their states (active, retiring, retired, destroyed)"),
+                              ("rotate", keys_rotate, "new key version; re-wraps the keys below it (no data "
+                                                      "re-encrypted)"),
+                              ("rewrap", keys_rewrap, "run the re-wrap again (it also resumes at start)"),
+                              ("retire", keys_retire, "make a superseded version unusable (refused while used)")):
+        q = cmd(ks, name, func, help_)
+        q.add_argument("--tenant", help="a tenant's key (default: the root key)")
+        if name in ("rotate", "rewrap"):
+            q.add_argument("--wait", action="store_true", help="return once the re-wrap is done")
+        if name == "retire":
+            q.add_argument("version", type=int)
     o = groups.add_parser("operator", help="operators").add_subparsers(dest="admin_cmd", required=True)
     q = cmd(o, "create", operator_create, "create an operator (password + TOTP, or --keys-only)")
     q.add_argument("name")

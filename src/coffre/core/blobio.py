@@ -111,7 +111,7 @@ class BlobIO:
         end = size if end is None else min(end, size)
         if start >= end and size > 0:
             return
-        tenant_key = await self.keyring.tenant_key(tenant_id)
+        tenant_key = await self.keyring.tenant_key(tenant_id, need=wrapped_dek)
         dek = self.keyring.open_data_key(tenant_key, wrapped_dek, blob_id)
         dec = SegmentDecryptor(dek, blob_id, size, self.segment_size)
         if size == 0:

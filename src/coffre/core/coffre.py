@@ -21,6 +21,7 @@ from coffre.core.keyring import Keyring
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
 from coffre.core.operators import OperatorService
+from coffre.core.rotation import KeyRotation
 from coffre.core.tagging import TaggingService
 from coffre.core.tenancy import TenancyService
 from coffre.core.versioning import VersioningService
@@ -66,6 +67,7 @@ class Coffre:
         self.meta = meta
         self.blobs = blobs
         self.keyring = Keyring(keys, meta)
+        self.keys = KeyRotation(self.keyring, meta)  # root and tenant key versions (docs/keys.md)
         self.blobio = BlobIO(blobs, self.keyring, DEFAULT_SEGMENT_SIZE)
         self.buckets = BucketService(settings, meta)
         self.objects = ObjectService(settings, meta, self.blobio, self.buckets)
@@ -83,8 +85,10 @@ class Coffre:
         await self.meta.open()
         await self.blobs.open()
         self.keyring.provider.check()
+        await self.keys.resume()  # re-wraps cut short by a stop go on
 
     async def close(self) -> None:
+        await self.keys.close()
         if self._gc_task is not None:
             self._gc_task.cancel()
             # Its failures were logged by the loop itself; a pass cut short resumes at next start.

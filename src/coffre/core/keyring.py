@@ -7,42 +7,86 @@ blob id as associated data, so a wrapped key cannot be moved to another blob.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from coffre.core.errors import AccountProblem
-from coffre.crypto.keys import KeyProvider, new_key, unwrap_with, wrap_with
+from coffre.crypto.keys import KeyError_, KeyProvider, new_key, unwrap_with, wrap_with, wrapped_version
 from coffre.meta.base import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKey:
+    """A tenant's key versions, unwrapped: ``active`` wraps new data keys, every version in
+    ``keys`` (active and retiring) still opens the data keys it wrapped. Key rotation
+    (coffre.core.rotation) adds versions; retiring one removes it."""
+
+    tenant_id: str
+    active: int
+    keys: dict[int, bytes] = field(repr=False)
+
+    def __repr__(self) -> str:  # never show key material
+        return f"TenantKey({self.tenant_id!r}, active={self.active}, versions={sorted(self.keys)})"
 
 
 class Keyring:
     def __init__(self, provider: KeyProvider, meta: MetadataStore) -> None:
         self.provider = provider
         self.meta = meta
-        self._tenant_keys: dict[str, bytes] = {}
+        self._tenant_keys: dict[str, TenantKey] = {}
 
     @staticmethod
-    def tenant_context(tenant_id: str) -> bytes:
-        return b"tenant|" + tenant_id.encode()
+    def tenant_context(tenant_id: str, version: int = 1) -> bytes:
+        # Version 1 keeps the context of #2; later versions name themselves, so rows cannot be swapped.
+        return b"tenant|" + tenant_id.encode() + (b"" if version == 1 else b"|v%d" % version)
 
     def new_wrapped_tenant_key(self, tenant_id: str) -> bytes:
         return self.provider.wrap(new_key(), self.tenant_context(tenant_id))
 
-    async def tenant_key(self, tenant_id: str) -> bytes:
+    async def tenant_key(self, tenant_id: str, need: bytes | None = None) -> TenantKey:
+        """The tenant's unwrapped key versions, cached for the life of the process.
+
+        ``need``: a wrapped data key about to be opened; when it names a version the cache does
+        not hold (another gateway rotated the tenant key), the versions are read again."""
         key = self._tenant_keys.get(tenant_id)
-        if key is None:
-            tenant = await self.meta.get_tenant(tenant_id)
-            if tenant is None:
-                raise AccountProblem("The tenant of this request no longer exists.")
-            key = self.provider.unwrap(tenant.wrapped_key, self.tenant_context(tenant_id))
-            self._tenant_keys[tenant_id] = key
+        if key is not None and (need is None or _named_version(need) in key.keys):
+            return key
+        tenant = await self.meta.get_tenant(tenant_id)
+        if tenant is None:
+            raise AccountProblem("The tenant of this request no longer exists.")
+        rows = [r for r in await self.meta.list_key_versions(tenant_id)
+                if r.wrapped_key is not None and r.state in ("active", "retiring")]
+        if rows:
+            keys = {r.version: self.provider.unwrap(r.wrapped_key, self.tenant_context(tenant_id, r.version))
+                    for r in rows if r.wrapped_key is not None}
+            active = max((r.version for r in rows if r.state == "active"), default=max(keys))
+        elif tenant.wrapped_key:  # a store without key version rows: the key of #2 is version 1
+            keys, active = {1: self.provider.unwrap(tenant.wrapped_key, self.tenant_context(tenant_id))}, 1
+        else:
+            raise AccountProblem("The key of this tenant has been destroyed.")
+        key = TenantKey(tenant_id, active, keys)
+        self._tenant_keys[tenant_id] = key
         return key
 
+    def forget_tenant_key(self, tenant_id: str) -> None:
+        """Drop a cached tenant key (after a rotation, a retirement or a destruction)."""
+        self._tenant_keys.pop(tenant_id, None)
+
     @staticmethod
-    def new_data_key(tenant_key: bytes, blob_id: str) -> tuple[bytes, bytes]:
+    def new_data_key(tenant_key: TenantKey | bytes, blob_id: str) -> tuple[bytes, bytes]:
         """A fresh data key for one blob, and its wrapped form to store in metadata."""
         dek = new_key()
+        if isinstance(tenant_key, TenantKey):  # the active version, named in the wrapped key
+            return dek, wrap_with(tenant_key.keys[tenant_key.active], dek, b"dek|" + blob_id.encode(),
+                                  version=tenant_key.active)
         return dek, wrap_with(tenant_key, dek, b"dek|" + blob_id.encode())
 
     @staticmethod
-    def open_data_key(tenant_key: bytes, wrapped: bytes, blob_id: str) -> bytes:
+    def open_data_key(tenant_key: TenantKey | bytes, wrapped: bytes, blob_id: str) -> bytes:
+        if isinstance(tenant_key, TenantKey):  # the version that wrapped it
+            kek = tenant_key.keys.get(_named_version(wrapped))
+            if kek is None:
+                raise KeyError_("the tenant key version that wrapped this data key is not available")
+            return unwrap_with(kek, wrapped, b"dek|" + blob_id.encode())
         return unwrap_with(tenant_key, wrapped, b"dek|" + blob_id.encode())
 
     def wrap_secret(self, access_key_id: str, secret: str) -> bytes:
@@ -50,3 +94,10 @@ class Keyring:
 
     def unwrap_secret(self, access_key_id: str, wrapped: bytes) -> str:
         return self.provider.unwrap(wrapped, b"secret|" + access_key_id.encode()).decode()
+
+
+def _named_version(wrapped: bytes) -> int:
+    try:
+        return wrapped_version(wrapped)
+    except KeyError_:
+        return 0  # malformed: no version holds it, and opening it fails

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from coffre.meta.records import (
     AccessKeyRecord,
     BucketRecord,
+    DekRef,
     GroupRecord,
+    KeyVersionRecord,
     ListPage,
     ObjectPartRecord,
     ObjectRecord,
@@ -16,6 +18,7 @@ from coffre.meta.records import (
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    RootWrapped,
     TenantRecord,
     UploadListPage,
     UploadRecord,
@@ -46,6 +49,40 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def set_setting(self, name: str, value: str) -> None: ...
+
+    # -- key versions and re-wrapping (issue #4) --
+    @abstractmethod
+    async def list_key_versions(self, owner: str | None = None) -> list[KeyVersionRecord]:
+        """Versions of one owner's key (ROOT_KEY_OWNER: the root key's), oldest first; None: all owners."""
+
+    @abstractmethod
+    async def add_key_version(self, rec: KeyVersionRecord) -> None:
+        """Insert a new (active) version; the owner's active version becomes "retiring", in the same
+        transaction. Raise AlreadyExists when this version or a newer one exists (a concurrent rotation)."""
+
+    @abstractmethod
+    async def set_key_version_state(self, owner: str, version: int, state: str, at: float) -> None:
+        """Record a version's state; "retired" and "destroyed" also erase its wrapped key (and, for a
+        tenant's version 1, ``tenants.wrapped_key``). A root version without a row gets one."""
+
+    @abstractmethod
+    async def dek_batch(self, tenant_id: str, table: str, after: tuple[int | str, ...] | None,
+                        limit: int = 500) -> list[DekRef]:
+        """The next wrapped data keys of a tenant in ``table`` ("objects", "object_parts", "parts"),
+        in row-key order after ``after`` (the last row key of the previous batch, None to start)."""
+
+    @abstractmethod
+    async def replace_deks(self, changes: Sequence[tuple[DekRef, bytes]]) -> int:
+        """Store re-wrapped data keys, each only where the row still holds the key it was read with
+        (a row rewritten meanwhile keeps its own). Returns how many rows changed."""
+
+    @abstractmethod
+    async def root_wrapped(self) -> list[RootWrapped]:
+        """Everything wrapped by the root key: tenant keys (every version), secrets, TOTP seeds."""
+
+    @abstractmethod
+    async def replace_root_wrapped(self, item: RootWrapped, new: bytes) -> bool:
+        """Store a re-wrapped item if it still holds ``item.wrapped``; False when it changed or is gone."""
 
     # -- tenants and keys --
     @abstractmethod

@@ -266,3 +266,42 @@ class Usage:
     bytes: int = 0
     objects: int = 0
     buckets: int = 0  # tenant usage only
+
+
+# -- key versions (issue #4) --
+ROOT_KEY_OWNER = ""  # KeyVersionRecord.owner of the deployment root key's versions
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersionRecord:
+    """One version of the root key (owner ``ROOT_KEY_OWNER``) or of a tenant's key (owner = tenant id).
+
+    A tenant key version's key is stored wrapped by the root key; the root key's versions live
+    in the key provider, and their rows only record their states. ``wrapped_key`` is None once
+    the version is retired or destroyed: nothing can unwrap with it any more."""
+
+    owner: str
+    version: int
+    state: str  # "active" | "retiring" | "retired" | "destroyed"
+    wrapped_key: bytes | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DekRef:
+    """Where a wrapped data key is stored: ``table`` and its row key, with the blob it opens."""
+
+    table: str  # "objects" | "object_parts" | "parts"
+    row: tuple[int | str, ...]
+    blob_id: str
+    dek: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RootWrapped:
+    """Material wrapped by the root key: a tenant key, an access key's secret, an operator's TOTP seed."""
+
+    kind: str  # "tenant" | "tenant_key" | "access_key" | "totp" | "setting"
+    id: str  # tenant id; "owner/version"; access key id; operator name; setting name
+    wrapped: bytes

@@ -17,6 +17,7 @@ the same transaction: with one writer thread, concurrent writers cannot overshoo
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sqlite3
@@ -32,7 +33,9 @@ from coffre.meta.errors import AlreadyExists, ConditionFailed, Conflict, NotEmpt
 from coffre.meta.records import (
     AccessKeyRecord,
     BucketRecord,
+    DekRef,
     GroupRecord,
+    KeyVersionRecord,
     ListEntry,
     ListPage,
     ObjectPartRecord,
@@ -41,6 +44,7 @@ from coffre.meta.records import (
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    RootWrapped,
     TenantRecord,
     UploadListPage,
     UploadRecord,
@@ -294,7 +298,20 @@ _MIGRATION_2 = (
 # One slot per feature of the issues built in parallel (each fills its own, so no two changes
 # race for a version number). A step with no statement only bumps the version.
 _MIGRATION_3: tuple[str, ...] = ()  # Object Lock: retention and legal hold (issue #6)
-_MIGRATION_4: tuple[str, ...] = ()  # server-side encryption: SSE-C / SSE-KMS / SSE-S3 and key versions (issue #4)
+_MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / SSE-S3 and key versions (issue #4)
+    # Key versions: the root key's (owner '') and each tenant's; version 1 of every tenant key
+    # is the one tenants.wrapped_key has held since #2.
+    """CREATE TABLE key_versions(
+        owner TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        wrapped_key BLOB,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY(owner, version)
+    ) WITHOUT ROWID""",
+    "INSERT INTO key_versions SELECT id, 1, 'active', wrapped_key, created_at, created_at FROM tenants",
+)
 _MIGRATION_5: tuple[str, ...] = ()  # metering: byte-hours and request counters (issue #5)
 _MIGRATION_6: tuple[str, ...] = ()  # lifecycle: worker state (issue #6)
 
@@ -638,6 +655,124 @@ class SQLiteMetadataStore(MetadataStore):
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
+    # -- key versions and re-wrapping (issue #4) --
+    async def list_key_versions(self, owner: str | None = None) -> list[KeyVersionRecord]:
+        def q(c: sqlite3.Connection) -> list[Any]:
+            if owner is None:
+                return c.execute("SELECT owner, version, state, wrapped_key, created_at, updated_at "
+                                 "FROM key_versions ORDER BY owner, version").fetchall()
+            return c.execute("SELECT owner, version, state, wrapped_key, created_at, updated_at "
+                             "FROM key_versions WHERE owner=? ORDER BY version", (owner,)).fetchall()
+
+        rows = await self._read(q)
+        return [KeyVersionRecord(owner=r[0], version=r[1], state=r[2],
+                                 wrapped_key=None if r[3] is None else bytes(r[3]), created_at=r[4],
+                                 updated_at=r[5]) for r in rows]
+
+    async def add_key_version(self, rec: KeyVersionRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM key_versions WHERE owner=? AND version>=?",
+                         (rec.owner, rec.version)).fetchone() is not None:
+                raise AlreadyExists()
+            c.execute("UPDATE key_versions SET state='retiring', updated_at=? WHERE owner=? AND state='active'",
+                      (rec.updated_at, rec.owner))
+            c.execute("INSERT INTO key_versions VALUES(?,?,?,?,?,?)", (
+                rec.owner, rec.version, rec.state, rec.wrapped_key, rec.created_at, rec.updated_at))
+
+        await self._write(tx)
+
+    async def set_key_version_state(self, owner: str, version: int, state: str, at: float) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if state in ("retired", "destroyed"):
+                n = c.execute("UPDATE key_versions SET state=?, wrapped_key=NULL, updated_at=? "
+                              "WHERE owner=? AND version=?", (state, at, owner, version)).rowcount
+                if version == 1 and owner:  # tenants.wrapped_key holds version 1 too
+                    c.execute("UPDATE tenants SET wrapped_key=X'' WHERE id=?", (owner,))
+            else:
+                n = c.execute("UPDATE key_versions SET state=?, updated_at=? WHERE owner=? AND version=?",
+                              (state, at, owner, version)).rowcount
+            if n == 0:
+                if owner:
+                    raise NotFound()
+                c.execute("INSERT INTO key_versions VALUES(?,?,?,NULL,?,?)", (owner, version, state, at, at))
+
+        await self._write(tx)
+
+    async def dek_batch(self, tenant_id: str, table: str, after: tuple[int | str, ...] | None,
+                        limit: int = 500) -> list[DekRef]:
+        if table == "objects":
+            sql = ("SELECT id, blob_id, dek FROM objects WHERE tenant_id=? AND id>? AND dek IS NOT NULL "
+                   "ORDER BY id LIMIT ?")
+            args: tuple[Any, ...] = (tenant_id, after[0] if after else -1, limit)
+        elif table == "object_parts":
+            sql = ("SELECT p.object_id, p.part_number, p.blob_id, p.dek FROM object_parts p "
+                   "JOIN objects o ON o.id = p.object_id "
+                   "WHERE o.tenant_id=? AND (p.object_id, p.part_number) > (?, ?) "
+                   "ORDER BY p.object_id, p.part_number LIMIT ?")
+            args = (tenant_id, *(after or (-1, 0)), limit)
+        elif table == "parts":
+            sql = ("SELECT p.upload_id, p.part_number, p.blob_id, p.dek FROM parts p "
+                   "JOIN uploads u ON u.upload_id = p.upload_id WHERE u.tenant_id=? "
+                   "AND (p.upload_id, p.part_number) > (?, ?) ORDER BY p.upload_id, p.part_number LIMIT ?")
+            args = (tenant_id, *(after or ("", 0)), limit)
+        else:
+            raise ValueError(table)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [DekRef(table=table, row=tuple(r[:-2]), blob_id=r[-2], dek=bytes(r[-1])) for r in rows]
+
+    async def replace_deks(self, changes: Sequence[tuple[DekRef, bytes]]) -> int:
+        where = {"objects": "id=?", "object_parts": "object_id=? AND part_number=?",
+                 "parts": "upload_id=? AND part_number=?"}
+
+        def tx(c: sqlite3.Connection) -> int:
+            n = 0
+            for ref, new in changes:
+                # Only if unchanged since read: a row rewritten meanwhile keeps its new key.
+                n += c.execute(f"UPDATE {ref.table} SET dek=? WHERE {where[ref.table]} AND dek=?",  # noqa: S608
+                               (new, *ref.row, ref.dek)).rowcount
+            return n
+
+        return await self._write(tx)
+
+    async def root_wrapped(self) -> list[RootWrapped]:
+        def q(c: sqlite3.Connection) -> list[RootWrapped]:
+            out = [RootWrapped("tenant", r[0], bytes(r[1]))
+                   for r in c.execute("SELECT id, wrapped_key FROM tenants WHERE length(wrapped_key) > 0")]
+            out += [RootWrapped("tenant_key", f"{r[0]}/{r[1]}", bytes(r[2])) for r in c.execute(
+                "SELECT owner, version, wrapped_key FROM key_versions WHERE owner != '' AND wrapped_key IS NOT NULL")]
+            out += [RootWrapped("access_key", r[0], bytes(r[1]))
+                    for r in c.execute("SELECT access_key_id, wrapped_secret FROM access_keys")]
+            out += [RootWrapped("totp", r[0], bytes(r[1]))
+                    for r in c.execute("SELECT name, wrapped_totp FROM operators WHERE wrapped_totp IS NOT NULL")]
+            # Root-wrapped secrets of the deployment, stored base64 in settings.
+            out += [RootWrapped("setting", r[0], base64.b64decode(r[1])) for r in c.execute(
+                "SELECT name, value FROM settings WHERE name = 'admin_session_key' OR name LIKE 'secret:%'")]
+            return out
+
+        return await self._read(q)
+
+    async def replace_root_wrapped(self, item: RootWrapped, new: bytes) -> bool:
+        def tx(c: sqlite3.Connection) -> int:
+            if item.kind == "tenant":
+                return int(c.execute("UPDATE tenants SET wrapped_key=? WHERE id=? AND wrapped_key=?",
+                                     (new, item.id, item.wrapped)).rowcount)
+            if item.kind == "tenant_key":
+                owner, version = item.id.rsplit("/", 1)
+                return int(c.execute("UPDATE key_versions SET wrapped_key=? WHERE owner=? AND version=? "
+                                     "AND wrapped_key=?", (new, owner, int(version), item.wrapped)).rowcount)
+            if item.kind == "access_key":
+                return int(c.execute("UPDATE access_keys SET wrapped_secret=? WHERE access_key_id=? "
+                                     "AND wrapped_secret=?", (new, item.id, item.wrapped)).rowcount)
+            if item.kind == "totp":
+                return int(c.execute("UPDATE operators SET wrapped_totp=? WHERE name=? AND wrapped_totp=?",
+                                     (new, item.id, item.wrapped)).rowcount)
+            if item.kind == "setting":
+                return int(c.execute("UPDATE settings SET value=? WHERE name=? AND value=?", (
+                    base64.b64encode(new).decode(), item.id, base64.b64encode(item.wrapped).decode())).rowcount)
+            raise ValueError(item.kind)
+
+        return await self._write(tx) == 1
+
     # -- settings --
     async def get_setting(self, name: str) -> str | None:
         row = await self._read(lambda c: c.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone())
@@ -656,6 +791,8 @@ class SQLiteMetadataStore(MetadataStore):
             except sqlite3.IntegrityError as e:
                 raise AlreadyExists() from e
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (tenant.id,))
+            c.execute("INSERT OR REPLACE INTO key_versions VALUES(?, 1, 'active', ?, ?, ?)",
+                      (tenant.id, tenant.wrapped_key, tenant.created_at, tenant.created_at))
 
         await self._write(tx)
 
