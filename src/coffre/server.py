@@ -7,10 +7,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from coffre.admin.app import AdminApp
+from coffre.audit.delivery import DeliveryService
+from coffre.audit.forward import Forwarder
 from coffre.audit.trail import AuditTrail
 from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
@@ -21,7 +24,9 @@ from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
 from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
+from coffre.s3 import coffre_api
 from coffre.s3.app import S3App, make_server
+from coffre.s3.errors import status_and_code
 from coffre.settings import Settings
 from coffre.tlsconfig import optional_server_context
 
@@ -65,6 +70,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     tls = optional_server_context(settings.tls_cert, settings.tls_key)
     admin_tls = optional_server_context(settings.admin_tls_cert, settings.admin_tls_key,
                                         ("admin_tls_cert", "admin_tls_key"))
+    Forwarder.from_settings(settings)  # a mistake in the syslog / SIEM settings stops the start here
     metrics = Metrics()
     notifier = Notifier(settings, metrics)  # a mistake in the notification targets stops the start here too
     coffre = build(settings, metrics)
@@ -78,6 +84,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     # the log cannot be written and audit_required is on).
     await audit.start()
     metrics.watch_audit(audit.queue_depth, settings.audit_queue_size, audit.accepting_writes)
+    # Tenants' view of the trail (docs/audit.md, "Tenants"): refused requests name the bucket's
+    # owner, the /_coffre/audit API exports, and deliveries into tenants' buckets run.
+    audit.owner_of = _bucket_owner(coffre)
+    if audit.forwarder is not None:
+        audit.forwarder.register(metrics.registry)
+    delivery = DeliveryService(coffre, audit, settings.audit_delivery_seconds, status_and_code)
+    coffre_api.attach(coffre, audit, delivery)
+    delivery.start()
     # Event notifications resume their queues before the first request, and deliver in the background.
     await notifier.start(coffre.meta)
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
@@ -112,8 +126,17 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         await admin_runner.cleanup()
         await notifier.close()  # after the last request: every answered event is on disk
+        await delivery.close()
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
+
+
+def _bucket_owner(coffre: Coffre) -> Callable[[str], Awaitable[str | None]]:
+    async def owner(name: str) -> str | None:
+        bucket = await coffre.meta.get_bucket(name)
+        return bucket.tenant_id if bucket is not None else None
+
+    return owner
 
 
 def run(settings: Settings) -> None:

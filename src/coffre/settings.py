@@ -98,6 +98,18 @@ class Settings:
     audit_retention_days: int = 190
     # Also append request records as JSON lines to this file (for a SIEM); unset: no export.
     audit_export_file: str | None = None
+    # ... rotated (PATH.1, PATH.2...) at this size, keeping this many old files (0: never rotate).
+    audit_export_file_max_bytes: int = 64 * MiB
+    audit_export_file_keep: int = 5
+    # Also send request records to syslog (RFC 5424) at HOST:PORT, over udp or tcp (octet counting).
+    audit_syslog_address: str | None = None
+    audit_syslog_protocol: str = "udp"
+    audit_syslog_facility: str = "local0"
+    audit_syslog_app_name: str = "coffre"
+    # Records waiting for syslog / the SIEM file, per destination; beyond it they are dropped (and counted).
+    audit_forward_queue_size: int = 10000
+    # How often records are delivered into the buckets tenants chose (PUT /_coffre/audit/delivery).
+    audit_delivery_seconds: float = 300.0
     # Event notification targets (docs/notifications.md): TOML [[notify.targets]] tables, or
     # COFFRE_NOTIFY_TARGETS as a JSON array. Hidden from repr: they carry credentials.
     notify_targets: tuple[dict[str, Any], ...] = field(default=(), repr=False)

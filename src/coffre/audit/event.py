@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from coffre.core.identity import Principal
+from coffre.meta.records import BucketRecord
 
 # The access key id a refused request claimed (it is an identifier, not a secret): the trail
 # of failed attempts is what shows a brute force or a leaked key being tried.
@@ -44,6 +45,9 @@ class AuditEvent:
     api: str = "s3"
     # An operator acting through the admin API (api "admin"): recorded as such.
     operator_action: bool = False
+    # The tenant owning the bucket addressed, when it is not the caller's (or the caller is not
+    # known): that tenant sees the record in its own export too (docs/audit.md, "Tenants").
+    bucket_owner: str | None = None
 
     def fields(self) -> dict[str, Any]:
         out = asdict(self)
@@ -83,6 +87,7 @@ class RequestView(Protocol):
     principal: Principal | None
     headers: dict[str, str]
     query: dict[str, str]
+    bucket_record: BucketRecord | None
 
 
 def s3_event(request: web.BaseRequest, response: web.StreamResponse, ctx: RequestView | None,
@@ -100,6 +105,7 @@ def s3_event(request: web.BaseRequest, response: web.StreamResponse, ctx: Reques
     headers = ctx.headers if ctx is not None else {"authorization": request.headers.get("Authorization", "")}
     access_key = principal.access_key_id if principal is not None else \
         claimed_access_key(headers, request.raw_path.partition("?")[2])
+    owner = ctx.bucket_record.tenant_id if ctx is not None and ctx.bucket_record is not None else None
     return AuditEvent(
         time=started, request_id=request_id,
         principal=principal.arn if principal is not None else "anonymous",
@@ -110,6 +116,7 @@ def s3_event(request: web.BaseRequest, response: web.StreamResponse, ctx: Reques
         status=response.status, error_code=error_code, bytes_in=bytes_in, bytes_out=bytes_out,
         source_ip=request.remote, user_agent=request.headers.get("User-Agent"),
         duration_ms=int((time.time() - started) * 1000),
+        bucket_owner=owner if owner is not None and (principal is None or owner != principal.tenant_id) else None,
     )
 
 

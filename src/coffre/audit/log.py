@@ -46,6 +46,11 @@ class AuditLog:
         assert self._signer is not None
         return self._signer
 
+    @property
+    def ready(self) -> bool:
+        """Whether the signing key is loaded (the log was opened once)."""
+        return self._signer is not None
+
     # -- opening --
     def open(self) -> None:
         """Create the directory and key, or resume after the last complete record."""
@@ -93,22 +98,29 @@ class AuditLog:
         return rec
 
     # -- writing --
-    def append(self, events: Iterable[dict[str, Any]], lost: int = 0) -> None:
-        """Write one batch of request records and make it durable (one fsync: group commit)."""
+    def append(self, events: Iterable[dict[str, Any]], lost: int = 0) -> list[Record]:
+        """Write one batch of request records and make it durable (one fsync: group commit).
+
+        Returns the request records as written (with ``seq`` and ``hash``), for the exports
+        that follow the log (syslog, the SIEM file)."""
         if self._f is None:  # after a failure (abandon): resume from what is on disk
             self.open()
         now = self.clock()
         self._maybe_rotate(now)
         if lost:
             self._write({"type": r.LOST, "time": r.utc(now), "count": lost})
+        written: list[Record] = []
         for ev in events:
             ts = ev.pop("time", now)
-            self._write({"type": r.REQUEST, "time": r.utc(ts), **ev})
+            rec: Record = {"type": r.REQUEST, "time": r.utc(ts), **ev, "nonce": r.nonce()}
+            self._write(rec)
+            written.append(rec)
             if self._since_checkpoint >= self.checkpoint_records:
                 self._checkpoint("periodic")
             if self._size >= self.segment_max_bytes:
                 self._maybe_rotate(now)
         self._sync()
+        return written
 
     def tick(self) -> None:
         """Periodic work: seal the records written since the last checkpoint, rotate, prune."""

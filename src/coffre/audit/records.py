@@ -1,9 +1,11 @@
 """The record format: canonical JSON lines, each committing to the one before it.
 
 A record is a JSON object written on one line in canonical form (keys sorted, no spaces,
-UTF-8). ``hash`` is the hex SHA-256 of the canonical form of the record without ``hash``;
-``prev`` is the ``hash`` of the record before it, so changing, removing or reordering any
-record breaks the chain from that point. Checkpoint and retention records also carry
+UTF-8). Its ``content`` digest is the hex SHA-256 of the canonical form without ``hash``,
+``seq`` and ``prev``; its ``hash`` is the hex SHA-256 of the canonical form of
+``{"content", "prev", "seq"}``. ``prev`` is the ``hash`` of the record before it, so changing,
+removing or reordering any record breaks the chain from that point, and a record can be shown
+as its content digest alone (to someone who may not see it) without breaking the chain. Checkpoint and retention records also carry
 ``sig``, an Ed25519 signature over the canonical form without ``hash`` and ``sig``; as that
 form contains ``prev``, one signature vouches for the whole chain up to it.
 """
@@ -41,9 +43,33 @@ def canonical(record: Record) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+# The fields of a record that place it in the chain; everything else is its content.
+_LINK_FIELDS = ("hash", "seq", "prev")
+
+
+def content_digest(record: Record) -> str:
+    """The hex SHA-256 of a record's content: the canonical form without ``hash``, ``seq``, ``prev``.
+
+    A tenant's export shows another tenant's record as this digest alone (export.py): the
+    chain still verifies through it, and the record's ``nonce`` (128 random bits in every
+    request record) makes it impossible to confirm a guess of the record's fields from it.
+    """
+    return hashlib.sha256(canonical({k: v for k, v in record.items() if k not in _LINK_FIELDS})).hexdigest()
+
+
+def link(seq: object, prev: object, content: str) -> str:
+    """A record's ``hash``: its position, the hash before it and its content digest, together."""
+    return hashlib.sha256(canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
+
+
 def digest(record: Record) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    """The ``hash`` a record must carry (its ``seq`` and ``prev`` are part of what it commits to)."""
+    return link(record.get("seq"), record.get("prev"), content_digest(record))
+
+
+def nonce() -> str:
+    """128 random bits for a request record: its content digest reveals nothing guessable."""
+    return os.urandom(16).hex()
 
 
 def signed_bytes(record: Record) -> bytes:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coffre.audit import records as r
 from coffre.audit.event import AuditEvent
+from coffre.audit.forward import Forwarder
 from coffre.audit.log import AuditLog
 from coffre.settings import Settings
 
@@ -33,7 +33,11 @@ class AuditTrail:
             settings.audit_dir, segment_max_bytes=settings.audit_segment_max_bytes,
             checkpoint_records=settings.audit_checkpoint_records, retention_days=settings.audit_retention_days)
         self.checkpoint_seconds = settings.audit_checkpoint_seconds
-        self.export_path = settings.audit_export_file
+        # Syslog and the SIEM file, fed after each batch is on disk (forward.py); None: neither.
+        self.forwarder: Forwarder | None = Forwarder.from_settings(settings)
+        # The tenant owning a bucket, for a refused request that never read it (resolve_owners).
+        self.owner_of: Callable[[str], Awaitable[str | None]] | None = None
+        self._seals: list[asyncio.Future[None]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=settings.audit_queue_size)
         self._task: asyncio.Task[None] | None = None
         self._failure: str | None = None  # why the log cannot be written, while it cannot
@@ -60,6 +64,39 @@ class AuditTrail:
         """Records waiting to be written (the coffre_audit_queue_depth metric)."""
         return self._queue.qsize()
 
+    @property
+    def directory(self) -> str:
+        return self.log.directory
+
+    def public_key_pem(self) -> bytes | None:
+        """The deployment's audit signing public key (PEM), once the log is open."""
+        from cryptography.hazmat.primitives import serialization
+
+        if not self.log.ready:
+            return None
+        return self.log.signer.public.public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    async def seal(self, timeout: float = 10.0) -> bool:
+        """Have every record queued so far written and covered by a signed checkpoint.
+
+        A tenant's export ends at a signed checkpoint: asking for one now (one fsync) lets it
+        include the records of the requests made just before. False when the log could not
+        be written in time (the export then ends at the last checkpoint there is).
+        """
+        if self._task is None or self._failure is not None:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait({"_seal": fut})
+        except asyncio.QueueFull:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def _refusal(self) -> str:
         return "refusing writes" if self.required else "records are dropped (audit_required is off)"
 
@@ -70,6 +107,8 @@ class AuditTrail:
         except Exception as e:  # noqa: BLE001 - any failure means: cannot record
             self._fail(e)
         self._task = asyncio.create_task(self._run(), name="audit-writer")
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     async def close(self) -> None:
         self._closing = True
@@ -80,6 +119,8 @@ class AuditTrail:
                 await self._task
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.log.close)
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -98,9 +139,16 @@ class AuditTrail:
                 pass
             while len(batch) < _BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            batch = [b for b in batch if "_wake" not in b]
+            seals = [b["_seal"] for b in batch if "_seal" in b]
+            batch = [b for b in batch if "_wake" not in b and "_seal" not in b]
             if batch:
+                await self._resolve_owners(batch)
                 await self._write(batch)
+            if seals:
+                await self._write([])  # the checkpoint that seals what was just written
+                for fut in seals:
+                    if not fut.done():
+                        fut.set_result(None)
             if self._closing and self._queue.empty():
                 return  # close() writes the closing checkpoint
             if not batch or loop.time() - last_tick >= self.checkpoint_seconds:
@@ -112,9 +160,10 @@ class AuditTrail:
         """Write one batch, retrying until it is on disk (or the server stops)."""
         while True:
             dropped = self._dropped
+            written: list[dict[str, Any]] = []
             try:
                 if batch or dropped:
-                    await asyncio.to_thread(self.log.append, [dict(b) for b in batch], dropped)
+                    written = await asyncio.to_thread(self.log.append, [dict(b) for b in batch], dropped)
                 else:
                     await asyncio.to_thread(self.log.tick)
             except Exception as e:  # noqa: BLE001 - disk full, I/O error, directory gone...
@@ -128,17 +177,29 @@ class AuditTrail:
             if self._failure is not None:
                 log.warning("audit log writable again: accepting writes")
                 self._failure = None
-            if batch and self.export_path:
-                await asyncio.to_thread(_export, self.export_path, batch)
+            if written and self.forwarder is not None:
+                self.forwarder.offer(written)  # never waits: a full queue drops and counts
             return
 
-
-def _export(path: str, batch: list[dict[str, Any]]) -> None:
-    """Append the request records as JSON lines for a SIEM to tail (best effort, not chained)."""
-    try:
-        # Created private (keys and names are in it); appended to, never rewritten.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "ab") as fh:
-            fh.write(b"".join(r.canonical({**item, "time": r.utc(item["time"])}) + b"\n" for item in batch))
-    except OSError as e:
-        log.warning("audit export to %s failed: %s", path, e)
+    async def _resolve_owners(self, batch: list[dict[str, Any]]) -> None:
+        """Name the bucket's owner on refused requests that were refused before the bucket was
+        read (a bad signature, an unknown key): they are attempts on that tenant's data, and
+        its export shows them (docs/audit.md, "Tenants")."""
+        if self.owner_of is None:
+            return
+        owners: dict[str, str | None] = {}
+        for item in batch:
+            bucket = item.get("bucket")
+            # An authenticated caller's request read the bucket (bucket_owner is set when it is
+            # another tenant's): only unauthenticated ones are looked up, and only when refused.
+            if not bucket or item.get("bucket_owner") or item.get("tenant") or item.get("api") != "s3" \
+                    or item.get("status", 0) < 400:
+                continue
+            if bucket not in owners:
+                try:
+                    owners[bucket] = await self.owner_of(bucket)
+                except Exception:  # noqa: BLE001 - a name that is no bucket, a store hiccup: no owner
+                    owners[bucket] = None
+            owner = owners[bucket]
+            if owner is not None and owner != item.get("tenant"):
+                item["bucket_owner"] = owner

@@ -1,4 +1,6 @@
-"""``coffre audit verify``: check the audit log's chain and signatures (docs/audit.md)."""
+"""``coffre audit verify``: check the audit log's chain and signatures; ``coffre audit
+verify-export``: check a tenant's export (GET /_coffre/audit, or an object delivered into its
+bucket) with nothing but the export and the public key (docs/audit.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     v.add_argument("--live", action="store_true",
                    help="the server is running: records after the last checkpoint are reported, not an error")
     v.set_defaults(func=_verify)
+    e = asub.add_parser("verify-export", help="check a tenant's audit export: chain segment, signatures, completeness")
+    e.add_argument("file", help="the export (JSON lines), '-' for standard input")
+    e.add_argument("--public-key", help="the deployment's audit public key (PEM; GET /_coffre/audit/public-key); "
+                   "default: the key inside the export, which proves only that the export is consistent")
+    e.add_argument("--tenant", help="fail unless the export is this tenant's (its account id)")
+    e.set_defaults(func=_verify_export)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -40,6 +48,43 @@ def _verify(args: argparse.Namespace) -> int:
           f"{rep.last_seq}), {rep.requests} requests, {rep.checkpoints} signed checkpoints")
     if rep.lost:
         print(f"note: {rep.lost} request record(s) could not be written at the time (recorded as 'lost')")
+    for note in rep.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    from coffre.audit.export import verify_export
+    from coffre.audit.records import load_public_key
+
+    try:
+        public = load_public_key(args.public_key) if args.public_key else None
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as fh:
+                data = fh.read()
+    except (OSError, ValueError) as e:
+        print(f"coffre audit verify-export: {e}", file=sys.stderr)
+        return 2
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        print("audit export NOT intact: the last line is incomplete (truncated)")
+        return 1
+    rep = verify_export(lines, public)
+    if rep.ok and args.tenant is not None and rep.tenant != args.tenant:
+        rep.problem = f"the export is tenant {rep.tenant!r}'s, not {args.tenant!r}'s"
+    if not rep.ok:
+        print(f"audit export NOT intact ({args.file})")
+        print(rep.problem)
+        return 1
+    span = f"seq {rep.first_seq}..{rep.last_seq}" if rep.first_seq is not None else "no records"
+    print(f"audit export intact: tenant {rep.tenant}, {rep.own} record(s) of the tenant, {rep.redacted} of others "
+          f"as digests, {rep.checkpoints} signed checkpoint(s), {span}")
+    if rep.truncated:
+        print("note: the export was cut at its record limit; fetch the rest with after-seq")
     for note in rep.notes:
         print(f"note: {note}")
     return 0

@@ -32,7 +32,7 @@ from coffre.core.errors import (
 from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
 from coffre.observability.logs import request_id_var
-from coffre.s3 import authz, routing, sigv4
+from coffre.s3 import authz, coffre_api, routing, sigv4
 from coffre.s3 import iam as iam_api
 from coffre.s3.context import HANDLERS, Ctx
 from coffre.s3.errors import status_and_code
@@ -98,6 +98,10 @@ class S3App:
                 # The IAM and STS Query API shares this endpoint (POST / with a form body signed for
                 # "iam" or "sts"); it authenticates, authorises and answers its errors itself (s3/iam/).
                 response, code = await iam_api.handle(ctx)
+            elif coffre_api.is_coffre_request(ctx):
+                # coffre's own tenant API (/_coffre/...: the audit trail), signed like S3 requests.
+                await self._authenticate(ctx)
+                response = await coffre_api.handle(ctx)
             else:
                 await self._authenticate(ctx)
                 await authz.authorize(ctx)

@@ -119,6 +119,12 @@ ACTIONS: dict[str, Rule] = {
     "GetAccountPublicAccessBlock": Rule(ACCOUNT, "s3:GetAccountPublicAccessBlock"),
     "PutAccountPublicAccessBlock": Rule(ACCOUNT, "s3:PutAccountPublicAccessBlock"),
     "DeleteAccountPublicAccessBlock": Rule(ACCOUNT, "s3:PutAccountPublicAccessBlock"),
+    # coffre's own tenant API (/_coffre/..., s3/coffre_api.py): always about the caller's tenant.
+    "GetAuditRecords": Rule(ACCOUNT, "coffre:GetAuditRecords"),
+    "GetAuditDelivery": Rule(ACCOUNT, "coffre:GetAuditDelivery"),
+    "PutAuditDelivery": Rule(ACCOUNT, "coffre:PutAuditDelivery"),
+    "DeleteAuditDelivery": Rule(ACCOUNT, "coffre:PutAuditDelivery"),
+    "GetAuditPublicKey": Rule(NONE),  # public by nature: what every verifier needs
 }
 
 # Operations that write an object and may carry an ACL or tags (extra actions asked).

@@ -67,6 +67,14 @@ _OBJECT_SUB: dict[str, dict[str, str]] = {
              "restore": "RestoreObject", "select": "SelectObjectContent"},
 }
 
+# coffre's own tenant API (s3/coffre_api.py): "/_coffre/..." can name no bucket.
+_COFFRE = "_coffre"
+_COFFRE_OPS = {
+    ("GET", "audit"): "GetAuditRecords", ("GET", "audit/public-key"): "GetAuditPublicKey",
+    ("GET", "audit/delivery"): "GetAuditDelivery", ("PUT", "audit/delivery"): "PutAuditDelivery",
+    ("DELETE", "audit/delivery"): "DeleteAuditDelivery",
+}
+
 _CONTROL_VERSION = "v20180820"
 _CONTROL_BPA = "configuration/publicAccessBlock"
 _CONTROL_BPA_OPS = {"GET": "GetAccountPublicAccessBlock", "PUT": "PutAccountPublicAccessBlock",
@@ -114,6 +122,8 @@ def operation(method: str, bucket: str | None, key: str | None, query: Mapping[s
         return _CONTROL_BPA_OPS.get(method, "Unknown")
     if bucket is None:
         return "ListBuckets" if method in ("GET", "HEAD") else "Unknown"
+    if bucket == _COFFRE:
+        return _COFFRE_OPS.get((method, key or ""), "Unknown")
     if method == "OPTIONS":
         return "OptionsObject"  # a browser's CORS preflight, on the bucket or on a key
     if key is None:
