@@ -85,8 +85,8 @@ def test_round_trip_and_the_server_holds_only_ciphertext(s3, bucket, cli, key_fi
     body = stored["Body"].read()
     assert len(body) == cse.ciphertext_size(size)
     assert body.startswith(cse.MAGIC)
-    # no 32-byte block of the plaintext is visible to the server
-    assert not any(data[i:i + 32] in body for i in range(0, size, 4096))
+    # no 32-byte block of the plaintext (64 of them at most, spread over the file) is visible
+    assert not any(data[i:i + 32] in body for i in range(0, size, max(4096, size // 64)))
     meta = stored["Metadata"]
     assert meta["coffre-cse"] == "1" and meta["coffre-cse-plaintext-size"] == str(size)
     assert meta["coffre-cse-segment-size"] == str(SEG)
@@ -243,6 +243,16 @@ def test_plain_and_encrypted_objects_are_not_confused(s3, bucket, cli, key_file,
     # without a key at all, cp is a plain copy
     cli("cp", str(tmp_path / "s"), f"s3://{bucket}/x")
     assert s3.get_object(Bucket=bucket, Key="x")["Body"].read() == b"hidden"
+    # ... but a forgotten key does not replace an encrypted object with plaintext
+    res = cli("cp", str(tmp_path / "s"), f"s3://{bucket}/enc", ok=False)
+    assert res.returncode == 1 and b"--no-encrypt to replace it" in res.stderr
+    assert s3.get_object(Bucket=bucket, Key="enc")["Body"].read().startswith(cse.MAGIC)
+    write(tmp_path / "up" / "enc", b"plain")
+    res = cli("sync", str(tmp_path / "up"), f"s3://{bucket}/", ok=False)
+    assert res.returncode == 1 and b"is encrypted on the client" in res.stderr
+    assert s3.get_object(Bucket=bucket, Key="enc")["Body"].read().startswith(cse.MAGIC)
+    cli("cp", str(tmp_path / "s"), f"s3://{bucket}/enc", "--no-encrypt")
+    assert s3.get_object(Bucket=bucket, Key="enc")["Body"].read() == b"hidden"
 
 
 def _etags(s3, bucket, prefix=""):

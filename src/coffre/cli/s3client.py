@@ -223,6 +223,9 @@ class S3Client:
                 conn.close()
                 last_error = e
                 continue
+            except BaseException:  # the body could not be produced (a file changed): no retry
+                conn.close()
+                raise
             if resp.status in accepted:
                 return Response(conn, resp)
             raw = resp.read(64 * 1024) if method != "HEAD" else b""

@@ -200,6 +200,8 @@ class Transfers:
             return
         fd = os.open(path, os.O_RDONLY)
         try:
+            if self.key is None and not self.raw:
+                self._refuse_plaintext_over_ciphertext(dest)
             before = os.fstat(fd)
             size = before.st_size
             # The digest is read first: the metadata goes with the first request, before the data.
@@ -228,6 +230,19 @@ class Transfers:
         finally:
             os.close(fd)
         self._say(f"upload: {path} to {dest}")
+
+    def _refuse_plaintext_over_ciphertext(self, dest: S3Url) -> None:
+        """A forgotten COFFRE_CSE_KEY_FILE must not replace an encrypted backup with plaintext:
+        writing plaintext over a client-side encrypted object takes an explicit --no-encrypt."""
+        try:
+            head = self.client.head_object(dest.bucket, dest.key)
+        except S3Error as e:
+            if e.status == 403:  # a writer that may not read: nothing to compare with
+                return
+            raise TransferError(f"{dest}: {e}") from None
+        if head is not None and META_CSE in head:
+            raise TransferError(f"{dest} is encrypted on the client: give its key (--key-file or "
+                                "COFFRE_CSE_KEY_FILE), or --no-encrypt to replace it with plaintext")
 
     @staticmethod
     def _length(enc: cse.Encryptor | None, start: int, end: int) -> int:
