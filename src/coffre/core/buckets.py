@@ -98,14 +98,17 @@ class BucketService:
         raise InvalidLocationConstraint(location=location)
 
     async def create_bucket(self, principal: Principal, name: str, location: str | None,
-                            access_doc: str | None = _NEW_BUCKET_ACCESS) -> BucketRecord:
+                            access_doc: str | None = _NEW_BUCKET_ACCESS, *,
+                            object_lock: bool = False) -> BucketRecord:
         """``access_doc``: the bucket's ownership / Block Public Access / ACL document
         (BucketRecord.access); by default AWS's for a new bucket (ACLs disabled, public
-        access blocked)."""
+        access blocked). ``object_lock`` (x-amz-bucket-object-lock-enabled): Object Lock on,
+        which makes the bucket versioning-Enabled from the start, as on AWS."""
         check_bucket_name(name)
         region = self.check_location(location)
         record = BucketRecord(name=name, tenant_id=principal.tenant_id, region=region, created_at=time.time(),
-                              access=access_doc)
+                              access=access_doc, object_lock=object_lock,
+                              versioning="Enabled" if object_lock else "")
         try:
             await self.meta.create_bucket(record)
         except AlreadyExists as e:

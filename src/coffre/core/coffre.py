@@ -72,6 +72,7 @@ class Coffre:
         self.buckets = BucketService(settings, meta)
         self.objects = ObjectService(settings, meta, self.blobio, self.buckets)
         self.multipart = MultipartService(settings, meta, self.objects, self.buckets)
+        self.objectlock = self.objects.locks  # Object Lock: shared with the write and delete paths
         self.tagging = TaggingService(meta, self.objects, self.buckets)
         self.versioning = VersioningService(meta, self.buckets)
         self.access = AccessControl(meta)

@@ -239,6 +239,19 @@ class AccessDenied(CoffreError):
     message = "Access Denied"
 
 
+# Object Lock (issue #6)
+class InvalidBucketState(CoffreError):
+    message = "The request is not valid with the current state of the bucket."
+
+
+class ObjectLockConfigurationNotFoundError(CoffreError):
+    message = "Object Lock configuration does not exist for this bucket"
+
+
+class NoSuchObjectLockConfiguration(CoffreError):
+    message = "The specified object does not have a ObjectLock configuration"
+
+
 # Policies, ACLs, public access, quotas (issue #3)
 class MalformedPolicy(CoffreError):
     message = "Policies must be valid JSON and the first byte must be '{'"

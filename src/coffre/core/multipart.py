@@ -25,6 +25,7 @@ from coffre.core.buckets import BucketService
 from coffre.core.checksums import Checksum
 from coffre.core.conditions import ReadConditions
 from coffre.core.errors import (
+    AccessDenied,
     BadDigest,
     ConditionalRequestConflict,
     EntityTooLarge,
@@ -38,10 +39,11 @@ from coffre.core.errors import (
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
+from coffre.core.objectlock import LOCKED, LockRequest
 from coffre.core.objects import DEFAULT_CONTENT_TYPE, Integrity, ObjectService, WriteMeta, quota_exceeded
 from coffre.core.ranges import parse_copy_range
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import ConditionFailed, NotFound, QuotaExceeded
+from coffre.meta.errors import ConditionFailed, Locked, NotFound, QuotaExceeded
 from coffre.meta.records import (
     ObjectPartRecord,
     ObjectRecord,
@@ -59,6 +61,30 @@ MAX_LIST = 1000
 # name no request header can take (stored headers are a fixed set of canonical names), and
 # lands on the completed object as its ACL, never as a header.
 UPLOAD_ACL = "x-coffre-acl"
+# Likewise the Object Lock headers of CreateMultipartUpload (validated then, applied at completion,
+# when the bucket's default retention is counted from the object's creation).
+UPLOAD_LOCK_MODE = "x-coffre-lock-mode"
+UPLOAD_LOCK_UNTIL = "x-coffre-lock-until"
+UPLOAD_LEGAL_HOLD = "x-coffre-legal-hold"
+_INTERNAL_HEADERS = frozenset({UPLOAD_ACL, UPLOAD_LOCK_MODE, UPLOAD_LOCK_UNTIL, UPLOAD_LEGAL_HOLD})
+
+
+def lock_headers(req: LockRequest) -> dict[str, str]:
+    """An upload's stored form of the lock a write asked for."""
+    out: dict[str, str] = {}
+    if req.mode is not None and req.until is not None:
+        out[UPLOAD_LOCK_MODE] = req.mode
+        out[UPLOAD_LOCK_UNTIL] = repr(req.until)
+    if req.legal_hold is not None:
+        out[UPLOAD_LEGAL_HOLD] = "ON" if req.legal_hold else "OFF"
+    return out
+
+
+def lock_request(headers: Mapping[str, str]) -> LockRequest:
+    until = headers.get(UPLOAD_LOCK_UNTIL)
+    hold = headers.get(UPLOAD_LEGAL_HOLD)
+    return LockRequest(headers.get(UPLOAD_LOCK_MODE), None if until is None else float(until),
+                       None if hold is None else hold == "ON")
 
 
 # -- pure rules (unit-tested) --
@@ -196,11 +222,15 @@ class MultipartService:
         check_key(key, self.settings.max_key_length)
         self.objects.check_write_meta(wm)
         algo, ctype = resolve_checksum(checksum_algorithm, checksum_type)
+        await self.objects.locks.for_write(bucket, wm.lock, time.time())  # refused now, not at completion
+        headers = dict(wm.headers, **lock_headers(wm.lock))
+        if wm.acl is not None:
+            headers[UPLOAD_ACL] = wm.acl
         upload = UploadRecord(
             upload_id=new_upload_id(), bucket=bucket.name, key=key, tenant_id=bucket.tenant_id,
             owner=wm.owner or principal.canonical_id, initiated=time.time(),
             content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
-            headers=dict(wm.headers, **{UPLOAD_ACL: wm.acl}) if wm.acl is not None else wm.headers,
+            headers=headers,
             user_meta=wm.user_meta,
             checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags))
         await self.meta.create_upload(upload)
@@ -316,11 +346,15 @@ class MultipartService:
             value = object_checksum(algo, ctype, [(p.checksum or "", p.size) for p in chosen])
         if whole_checksum is not None:
             self._check_whole(algo, whole_checksum, value)
+        created = time.time()
+        lock = await self.objects.locks.for_write(bucket, lock_request(upload.headers), created, completing=True)
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.objects.version_for(bucket), size=total,
-            etag=multipart_etag([p.etag for p in chosen]), last_modified=time.time(), tenant_id=bucket.tenant_id,
+            etag=multipart_etag([p.etag for p in chosen]), last_modified=created, tenant_id=bucket.tenant_id,
+            lock_mode=lock.mode, lock_until=lock.until, legal_hold=lock.legal_hold,
             owner=upload.owner, content_type=upload.content_type,
-            headers={k: v for k, v in upload.headers.items() if k != UPLOAD_ACL}, acl=upload.headers.get(UPLOAD_ACL),
+            headers={k: v for k, v in upload.headers.items() if k not in _INTERNAL_HEADERS},
+            acl=upload.headers.get(UPLOAD_ACL),
             user_meta=upload.user_meta, checksum_algorithm=algo if value else None, checksum_value=value,
             checksum_type=ctype if value else None, blob_id=None, dek=None, parts_count=len(chosen),
             storage_class=upload.storage_class, tags=dict(upload.tags),
@@ -337,6 +371,8 @@ class MultipartService:
             raise ConditionalRequestConflict() from e
         except QuotaExceeded as e:  # the upload stays: the client may abort it or free space and retry
             raise quota_exceeded(e) from e
+        except Locked as e:  # the "null" version it would replace is under Object Lock
+            raise AccessDenied(LOCKED) from e
         await self.objects.release(released)
         return obj
 

@@ -21,6 +21,7 @@ from coffre.core.buckets import BucketService
 from coffre.core.checksums import Checksum
 from coffre.core.conditions import ReadConditions, etag_matches
 from coffre.core.errors import (
+    AccessDenied,
     BadDigest,
     CoffreError,
     ConditionalRequestConflict,
@@ -38,10 +39,11 @@ from coffre.core.errors import (
 )
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
+from coffre.core.objectlock import LOCKED, LockRequest, ObjectLockService
 from coffre.core.tagging import MAX_OBJECT_TAGS, check_tags, copy_tags
 from coffre.core.versioning import ENABLED, check_version_id, new_version_id, well_formed
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import ConditionFailed
+from coffre.meta.errors import ConditionFailed, Locked
 from coffre.meta.errors import QuotaExceeded as MetaQuotaExceeded
 from coffre.meta.records import NULL_VERSION, BucketRecord, ObjectRecord, WriteCondition
 from coffre.settings import Settings
@@ -73,6 +75,7 @@ class WriteMeta:
     # canonical id (None: the writer's) and the stored ACL (None: the owner's full control).
     owner: str | None = None
     acl: str | None = None
+    lock: LockRequest = field(default_factory=LockRequest)  # x-amz-object-lock-* (Object Lock)
 
 
 @dataclass(slots=True)
@@ -170,6 +173,7 @@ class ObjectService:
         self.meta = meta
         self.blobio = blobio
         self.buckets = buckets
+        self.locks = ObjectLockService(meta, buckets)
 
     # -- helpers shared by writers (also used by multipart and copy) --
     def check_put_size(self, content_length: int | None) -> None:
@@ -232,6 +236,10 @@ class ObjectService:
         except MetaQuotaExceeded as e:
             await self._drop(new_blobs)
             raise quota_exceeded(e) from e
+        except Locked as e:
+            # The version of the same id ("null") is under Object Lock: it is never replaced.
+            await self._drop(new_blobs)
+            raise AccessDenied(LOCKED) from e
         except BaseException:
             await self._drop(new_blobs)
             raise
@@ -278,16 +286,21 @@ class ObjectService:
         # Refused from the declared length alone, before a byte of the body is read.
         self.check_put_size(content_length)
         self.check_write_meta(wm)
+        lock = await self.locks.for_write(bucket, wm.lock, time.time(),
+                                          has_digest=bool(integrity.content_md5 or integrity.checksum_algorithm))
         condition = await self.precheck_write(bucket.name, key, if_match, if_none_match)
         stored = await self.store(bucket.tenant_id, body, content_length=content_length, integrity=integrity)
         assert stored.checksum is not None
+        created = time.time()
+        lock = lock.at_creation(created)
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.version_for(bucket), size=stored.size,
-            etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
+            etag=f'"{stored.md5.hex()}"', last_modified=created, tenant_id=bucket.tenant_id,
             owner=wm.owner or principal.canonical_id, acl=wm.acl, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
             headers=wm.headers, user_meta=wm.user_meta, checksum_algorithm=stored.checksum.algorithm,
             checksum_value=stored.checksum.b64(), checksum_type="FULL_OBJECT", blob_id=stored.blob_id,
-            dek=stored.dek, storage_class=wm.storage_class, tags=dict(wm.tags))
+            dek=stored.dek, storage_class=wm.storage_class, tags=dict(wm.tags),
+            lock_mode=lock.mode, lock_until=lock.until, legal_hold=lock.legal_hold)
         await self.commit(obj, condition, [stored.blob_id])
         return obj
 
@@ -351,22 +364,34 @@ class ObjectService:
                 yield chunk
 
     async def delete_object(self, principal: Principal, bucket_name: str, key: str,
-                            version_id: str | None = None) -> Deleted:
-        """Remove a key or one version; succeeds whether or not it existed (S3 answers 204)."""
+                            version_id: str | None = None, *, bypass_governance: bool = False) -> Deleted:
+        """Remove a key or one version; succeeds whether or not it existed (S3 answers 204).
+
+        ``bypass_governance``: the request asked to bypass GOVERNANCE retention and the
+        caller holds s3:BypassGovernanceRetention (the protocol layer decided)."""
         bucket = await self.buckets.authorize(principal, bucket_name)
         check_version_id(version_id)
-        return await self._delete(principal, bucket, key, version_id)
+        return await self._delete(principal, bucket, key, version_id, bypass_governance)
 
     async def _delete(self, principal: Principal, bucket: BucketRecord, key: str,
-                      version_id: str | None) -> Deleted:
+                      version_id: str | None, bypass_governance: bool = False) -> Deleted:
         if version_id is not None:
             # A version named is removed for good; removing the latest delete marker
-            # brings the newest remaining version back.
-            removed, released = await self.meta.delete_version(bucket.name, key, version_id)
+            # brings the newest remaining version back. Object Lock is enforced by the
+            # store inside the deleting transaction (a locked version raises Locked).
+            try:
+                removed, released = await self.meta.delete_version(bucket.name, key, version_id,
+                                                                   bypass_governance=bypass_governance)
+            except Locked as e:
+                raise AccessDenied(LOCKED) from e
             await self.release(released)
             return Deleted(version_id, removed is not None and removed.is_delete_marker)
         if not bucket.versioning:
-            released = await self.meta.delete_object(bucket.name, key, NULL_VERSION)
+            try:
+                released = await self.meta.delete_object(bucket.name, key, NULL_VERSION,
+                                                         bypass_governance=bypass_governance)
+            except Locked as e:
+                raise AccessDenied(LOCKED) from e
             await self.release(released)
             return Deleted()
         # Enabled: a new delete marker hides every version. Suspended: the marker is the
@@ -379,7 +404,8 @@ class ObjectService:
         return Deleted(marker.version_id, True)
 
     async def delete_objects(self, principal: Principal, bucket_name: str,
-                             items: list[tuple[str, str | None]]) -> list[DeleteOutcome]:
+                             items: list[tuple[str, str | None]],
+                             bypass_governance: list[bool] | None = None) -> list[DeleteOutcome]:
         """DeleteObjects: each (key, version id) is deleted on its own; failures are reported per key.
 
         The bucket is checked once (a missing bucket fails the whole request); the count
@@ -387,14 +413,15 @@ class ObjectService:
         """
         bucket = await self.buckets.authorize(principal, bucket_name)
         out: list[DeleteOutcome] = []
-        for key, version_id in items:
+        for i, (key, version_id) in enumerate(items):
             try:
                 if version_id == "":
                     check_version_id(version_id)
                 elif version_id is not None and not well_formed(version_id):
                     # Unlike DeleteObject, AWS reports a malformed id here as a missing version.
                     raise NoSuchVersion(key=key, version_id=version_id)
-                deleted = await self._delete(principal, bucket, key, version_id)
+                deleted = await self._delete(principal, bucket, key, version_id,
+                                             bool(bypass_governance and bypass_governance[i]))
             except CoffreError as e:
                 out.append(DeleteOutcome(key, version_id, e))
             else:
@@ -434,13 +461,18 @@ class ObjectService:
             content_type, headers, user_meta = src.content_type, dict(src.headers), dict(src.user_meta)
         tags = copy_tags(req.tagging_directive, src.tags, req.wm.tags)
         self.check_write_meta(WriteMeta(content_type, headers, user_meta, tags=tags))
+        # The source's lock is not copied: the copy gets the request's, else the bucket's default.
+        lock = await self.locks.for_write(bucket, req.wm.lock, time.time())
         condition = await self.precheck_write(bucket.name, dst_key, req.if_match, req.if_none_match)
         stored = await self.store(bucket.tenant_id, StreamBody(self.open(src)), content_length=src.size,
                                   integrity=Integrity(checksum_algorithm=algo))
         assert stored.checksum is not None
+        created = time.time()
+        lock = lock.at_creation(created)
         obj = ObjectRecord(
             bucket=bucket.name, key=dst_key, version_id=self.version_for(bucket), size=stored.size,
-            etag=f'"{stored.md5.hex()}"', last_modified=time.time(), tenant_id=bucket.tenant_id,
+            etag=f'"{stored.md5.hex()}"', last_modified=created, tenant_id=bucket.tenant_id,
+            lock_mode=lock.mode, lock_until=lock.until, legal_hold=lock.legal_hold,
             owner=req.wm.owner or principal.canonical_id, acl=req.wm.acl, content_type=content_type,
             headers=headers, user_meta=user_meta,
             checksum_algorithm=stored.checksum.algorithm, checksum_value=stored.checksum.b64(),

@@ -13,10 +13,16 @@ import re
 import secrets
 
 from coffre.core.buckets import BucketService
-from coffre.core.errors import InvalidArgument, MalformedXML, NoSuchBucket, NotImplementedOperation
+from coffre.core.errors import (
+    InvalidArgument,
+    InvalidBucketState,
+    MalformedXML,
+    NoSuchBucket,
+    NotImplementedOperation,
+)
 from coffre.core.identity import Principal
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import NotFound
+from coffre.meta.errors import Locked, NotFound
 from coffre.meta.records import NULL_VERSION, VersionListPage
 
 ENABLED = "Enabled"
@@ -30,6 +36,9 @@ MAX_LIST_KEYS = 1000
 # are accepted as well-formed so ids carried over from AWS answer NoSuchVersion.
 _VERSION_ID = re.compile(r"^[A-Za-z0-9._+/=-]{32,64}$")
 INVALID_VERSION = "Invalid version id specified"
+# An Object Lock bucket stays versioning-Enabled for good (AWS: 409 InvalidBucketState).
+LOCK_BUCKET_VERSIONING = ("An Object Lock configuration is present on this bucket, so the versioning state "
+                          "cannot be changed.")
 
 
 def new_version_id() -> str:
@@ -78,10 +87,14 @@ class VersioningService:
         check_configuration(status, mfa_delete)
         if status is None or status == record.versioning:
             return
+        if record.object_lock and status != ENABLED:
+            raise InvalidBucketState(LOCK_BUCKET_VERSIONING, bucket=bucket)
         try:
             await self.meta.set_bucket_versioning(record.name, status)
         except NotFound as e:
             raise NoSuchBucket(bucket=bucket) from e
+        except Locked as e:  # Object Lock was enabled meanwhile
+            raise InvalidBucketState(LOCK_BUCKET_VERSIONING, bucket=bucket) from e
 
     async def list_object_versions(self, principal: Principal, bucket: str, *, prefix: str = "",
                                    delimiter: str = "", key_marker: str = "", version_id_marker: str = "",

@@ -288,7 +288,14 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def set_bucket_versioning(self, name: str, status: str) -> None:
-        """Set a bucket's versioning state ("Enabled" or "Suspended"). Raises NotFound."""
+        """Set a bucket's versioning state ("Enabled" or "Suspended"). Raises NotFound, or
+        Locked (changing nothing) for any state but "Enabled" on an Object Lock bucket."""
+
+    @abstractmethod
+    async def enable_bucket_object_lock(self, name: str) -> None:
+        """Turn Object Lock on for good (BucketRecord.object_lock). Raises NotFound, or
+        ConditionFailed when versioning is not "Enabled" (checked in the same transaction,
+        so a concurrent suspension cannot leave a lock bucket unversioned)."""
 
     @abstractmethod
     async def put_bucket_config(self, bucket: str, name: str, document: str | None) -> None:
@@ -328,14 +335,45 @@ class MetadataStore(ABC):
         a delete marker (which has no tags)."""
 
     @abstractmethod
-    async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
-        """Remove one version; returns the blob ids released (queued for GC as above)."""
+    async def delete_object(self, bucket: str, key: str, version_id: str, *,
+                            bypass_governance: bool = False) -> list[str]:
+        """Remove one version; returns the blob ids released (queued for GC as above).
+
+        Raises Locked, removing nothing, when Object Lock protects the version (see
+        delete_version)."""
 
     @abstractmethod
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> tuple[ObjectRecord | None, list[str]]:
+    async def delete_version(self, bucket: str, key: str, version_id: str, *,
+                             bypass_governance: bool = False) -> tuple[ObjectRecord | None, list[str]]:
         """Remove one version (or delete marker) for good, like delete_object.
 
-        Returns the record removed (None when there was none) and the blob ids released."""
+        Returns the record removed (None when there was none) and the blob ids released.
+        Raises Locked, removing nothing, when the version is under a legal hold or its
+        retain-until date is still ahead (read in the deleting transaction, so no concurrent
+        PutObjectRetention can slip between a check and the removal): COMPLIANCE always,
+        GOVERNANCE unless ``bypass_governance`` (the caller checked the permission).
+        put_object and complete_upload likewise raise Locked rather than replace a locked
+        version of the same id."""
+
+    @abstractmethod
+    async def set_object_retention(self, bucket: str, key: str, version_id: str, mode: str | None,
+                                   until: float | None, *, expect_mode: str | None,
+                                   expect_until: float | None) -> None:
+        """Set (mode and until both None: remove) the Object Lock retention of one version.
+
+        Compare-and-set: raises ConditionFailed when the version's retention is no longer
+        (expect_mode, expect_until), the state the caller's rules were checked against.
+        Raises NotFound when the version does not exist or is a delete marker."""
+
+    @abstractmethod
+    async def set_object_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> None:
+        """Set the legal hold of one version. Raises NotFound as set_object_retention."""
+
+    @abstractmethod
+    async def has_locked_versions(self, tenant_id: str, now: float) -> float | None:
+        """Whether any version of the tenant's is still locked at ``now``: None when none is,
+        else the latest retain-until date among them, or +inf when one is under a legal
+        hold (which has no end). What a crypto-erasure must wait for."""
 
     @abstractmethod
     async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "",

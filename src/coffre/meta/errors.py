@@ -27,6 +27,11 @@ class ConditionFailed(MetaError):
     """A WriteCondition did not hold at commit time."""
 
 
+class Locked(MetaError):
+    """The version is protected by Object Lock (retention not expired, or a legal hold):
+    nothing was removed or replaced."""
+
+
 class Conflict(MetaError):
     """The entity is still in use (a user with keys, a policy still attached...)."""
 

@@ -12,6 +12,11 @@ from typing import NamedTuple
 
 NULL_VERSION = "null"
 
+# Object Lock retention modes (issue #6). A version in COMPLIANCE mode cannot be deleted by
+# anyone before its retain-until date; in GOVERNANCE mode only with a governance bypass.
+LOCK_GOVERNANCE = "GOVERNANCE"
+LOCK_COMPLIANCE = "COMPLIANCE"
+
 
 # The tenant_id of an operator's access key: operators belong to no tenant.
 OPERATOR_TENANT = ""
@@ -98,6 +103,11 @@ class ObjectRecord:
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # object tags (at most 10), key -> value
     acl: str | None = None  # JSON list of grants; None = the owner's full control only
+    # Object Lock: retention mode (LOCK_GOVERNANCE | LOCK_COMPLIANCE) and date (POSIX seconds),
+    # both set or both None; legal hold: None (never set), False (OFF) or True (ON).
+    lock_mode: str | None = None
+    lock_until: float | None = None
+    legal_hold: bool | None = None
 
     @property
     def blob_ids(self) -> list[str]:

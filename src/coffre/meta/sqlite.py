@@ -29,8 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import AlreadyExists, ConditionFailed, Conflict, NotEmpty, NotFound, QuotaExceeded
+from coffre.meta.errors import (
+    AlreadyExists,
+    ConditionFailed,
+    Conflict,
+    Locked,
+    NotEmpty,
+    NotFound,
+    QuotaExceeded,
+)
 from coffre.meta.records import (
+    LOCK_GOVERNANCE,
     AccessKeyRecord,
     BucketRecord,
     DekRef,
@@ -297,7 +306,15 @@ _MIGRATION_2 = (
 
 # One slot per feature of the issues built in parallel (each fills its own, so no two changes
 # race for a version number). A step with no statement only bumps the version.
-_MIGRATION_3: tuple[str, ...] = ()  # Object Lock: retention and legal hold (issue #6)
+# Object Lock (issue #6): a version's retention (mode, retain-until) and legal hold (NULL: never
+# set, 0 OFF, 1 ON). The partial index holds only versions that ever carried a lock, so the
+# crypto-erasure's question (has_locked_versions) never walks a tenant's unlocked objects.
+_MIGRATION_3: tuple[str, ...] = (
+    "ALTER TABLE objects ADD COLUMN lock_mode TEXT",
+    "ALTER TABLE objects ADD COLUMN lock_until REAL",
+    "ALTER TABLE objects ADD COLUMN legal_hold INTEGER",
+    "CREATE INDEX objects_lock ON objects(tenant_id, lock_until) WHERE lock_until IS NOT NULL OR legal_hold = 1",
+)
 _MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / SSE-S3 and key versions (issue #4)
     # Key versions: the root key's (owner '') and each tenant's; version 1 of every tenant key
     # is the one tenants.wrapped_key has held since #2.
@@ -321,7 +338,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: 
 _OBJ_COLS = (
     "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
     "owner, content_type, headers, user_meta, checksum_algorithm, checksum_value, checksum_type, "
-    "blob_id, dek, parts_count, storage_class, tags, acl"
+    "blob_id, dek, parts_count, storage_class, tags, acl, lock_mode, lock_until, legal_hold"
 )
 _TENANT_COLS = "id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block"
 _KEY_COLS = "access_key_id, tenant_id, principal, wrapped_secret, status, created_at"
@@ -368,7 +385,20 @@ def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...]
         user_meta=json.loads(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
         checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
         storage_class=row[20], tags=json.loads(row[21]), acl=row[22], parts=parts,
+        lock_mode=row[23], lock_until=row[24], legal_hold=None if row[25] is None else bool(row[25]),
     )
+
+
+def _locked(mode: str | None, until: float | None, legal_hold: int | None, bypass_governance: bool) -> bool:
+    """Whether Object Lock forbids removing (or replacing) a version with these columns now.
+
+    The same rule as coffre.core.objectlock.is_locked, restated here because a backend never
+    imports core, and checked inside the removing transaction."""
+    if legal_hold:
+        return True
+    if until is None or until <= time.time():
+        return False
+    return mode != LOCK_GOVERNANCE or not bypass_governance
 
 
 def _tenant(row: tuple[Any, ...]) -> TenantRecord:
@@ -1321,8 +1351,23 @@ class SQLiteMetadataStore(MetadataStore):
 
     async def set_bucket_versioning(self, name: str, status: str) -> None:
         def tx(c: sqlite3.Connection) -> None:
-            if c.execute("UPDATE buckets SET versioning=? WHERE name=?", (status, name)).rowcount == 0:
+            row = c.execute("SELECT object_lock FROM buckets WHERE name=?", (name,)).fetchone()
+            if row is None:
                 raise NotFound()
+            if row[0] and status != "Enabled":
+                raise Locked()
+            c.execute("UPDATE buckets SET versioning=? WHERE name=?", (status, name))
+
+        await self._write(tx)
+
+    async def enable_bucket_object_lock(self, name: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT versioning FROM buckets WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise NotFound()
+            if row[0] != "Enabled":
+                raise ConditionFailed()
+            c.execute("UPDATE buckets SET object_lock=1 WHERE name=?", (name,))
 
         await self._write(tx)
 
@@ -1397,8 +1442,10 @@ class SQLiteMetadataStore(MetadataStore):
                        parts: Sequence[ObjectPartRecord]) -> list[str]:
         key = _kb(obj.key)
         released: list[str] = []
-        same = c.execute("SELECT id, blob_id, size, is_delete_marker FROM objects "
+        same = c.execute("SELECT id, blob_id, size, is_delete_marker, lock_mode, lock_until, legal_hold FROM objects "
                          "WHERE bucket=? AND key=? AND version_id=?", (obj.bucket, key, obj.version_id)).fetchone()
+        if same is not None and _locked(same[4], same[5], same[6], False):
+            raise Locked()  # a locked version is never replaced, not even the "null" one
         # Usage change: the new version counts unless it is a delete marker; the version it
         # replaces (same version id: the null version, an unversioned overwrite) stops counting.
         d_bytes, d_objects = (0, 0) if obj.is_delete_marker else (obj.size, 1)
@@ -1410,12 +1457,13 @@ class SQLiteMetadataStore(MetadataStore):
             released += cls._drop_row(c, same[0], same[1])
         c.execute("UPDATE objects SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (obj.bucket, key))
         cur = c.execute(
-            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (obj.bucket, key, obj.version_id, int(obj.is_delete_marker), obj.size, obj.etag,
              obj.last_modified, obj.tenant_id, obj.owner, obj.content_type, json.dumps(obj.headers),
              json.dumps(obj.user_meta), obj.checksum_algorithm, obj.checksum_value, obj.checksum_type,
              obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class,
-             json.dumps(obj.tags), obj.acl))
+             json.dumps(obj.tags), obj.acl, obj.lock_mode, obj.lock_until,
+             None if obj.legal_hold is None else int(obj.legal_hold)))
         if parts:
             oid = cur.lastrowid
             c.executemany("INSERT INTO object_parts VALUES(?,?,?,?,?,?,?)",
@@ -1459,13 +1507,58 @@ class SQLiteMetadataStore(MetadataStore):
 
         return await self._write(tx)
 
-    async def delete_object(self, bucket: str, key: str, version_id: str) -> list[str]:
+    @staticmethod
+    def _version_row(c: sqlite3.Connection, bucket: str, key: str, version_id: str) -> tuple[Any, ...]:
+        row = c.execute("SELECT id, lock_mode, lock_until, is_delete_marker FROM objects "
+                        "WHERE bucket=? AND key=? AND version_id=?", (bucket, _kb(key), version_id)).fetchone()
+        if row is None or row[3]:
+            raise NotFound()
+        return tuple(row)
+
+    async def set_object_retention(self, bucket: str, key: str, version_id: str, mode: str | None,
+                                   until: float | None, *, expect_mode: str | None,
+                                   expect_until: float | None) -> None:
+        if (mode is None) != (until is None):
+            raise ValueError("a retention has both a mode and a date, or neither")
+
+        def tx(c: sqlite3.Connection) -> None:
+            row = self._version_row(c, bucket, key, version_id)
+            if (row[1], row[2]) != (expect_mode, expect_until):
+                raise ConditionFailed()
+            c.execute("UPDATE objects SET lock_mode=?, lock_until=? WHERE id=?", (mode, until, row[0]))
+
+        await self._write(tx)
+
+    async def set_object_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            row = self._version_row(c, bucket, key, version_id)
+            c.execute("UPDATE objects SET legal_hold=? WHERE id=?", (int(on), row[0]))
+
+        await self._write(tx)
+
+    async def has_locked_versions(self, tenant_id: str, now: float) -> float | None:
+        def q(c: sqlite3.Connection) -> float | None:
+            # Both read through objects_lock (its WHERE is implied by each query's).
+            if c.execute("SELECT 1 FROM objects WHERE tenant_id=? AND legal_hold=1 LIMIT 1",
+                         (tenant_id,)).fetchone() is not None:
+                return float("inf")
+            row = c.execute("SELECT MAX(lock_until) FROM objects WHERE tenant_id=? AND lock_until > ?",
+                            (tenant_id, now)).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._read(q)
+
+    async def delete_object(self, bucket: str, key: str, version_id: str, *,
+                            bypass_governance: bool = False) -> list[str]:
         def tx(c: sqlite3.Connection) -> list[str]:
             kb = _kb(key)
-            row = c.execute("SELECT id, blob_id, is_latest, size, is_delete_marker FROM objects "
-                            "WHERE bucket=? AND key=? AND version_id=?", (bucket, kb, version_id)).fetchone()
+            row = c.execute("SELECT id, blob_id, is_latest, size, is_delete_marker, lock_mode, lock_until, "
+                            "legal_hold FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                            (bucket, kb, version_id)).fetchone()
             if row is None:
                 return []
+            if _locked(row[5], row[6], row[7], bypass_governance):
+                raise Locked()
             released = self._remove_version(c, bucket, row[0], row[1], row[3], bool(row[4]))
             if row[2]:
                 # The newest remaining version becomes the latest one.
@@ -1546,14 +1639,16 @@ class SQLiteMetadataStore(MetadataStore):
         args: tuple[Any, ...] = (bucket, cursor, upper, limit) if upper is not None else (bucket, cursor, limit)
         return c.execute(sql, args)
 
-    async def delete_version(self, bucket: str, key: str,
-                             version_id: str) -> tuple[ObjectRecord | None, list[str]]:
+    async def delete_version(self, bucket: str, key: str, version_id: str, *,
+                             bypass_governance: bool = False) -> tuple[ObjectRecord | None, list[str]]:
         def tx(c: sqlite3.Connection) -> tuple[ObjectRecord | None, list[str]]:
             kb = _kb(key)
             row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND version_id=?",
                             (bucket, kb, version_id)).fetchone()
             if row is None:
                 return None, []
+            if _locked(row[23], row[24], row[25], bypass_governance):
+                raise Locked()
             released = self._remove_version(c, bucket, row[0], row[17], row[6], bool(row[5]))
             if row[4]:
                 # The newest remaining version becomes the latest one.

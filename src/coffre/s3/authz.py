@@ -110,6 +110,13 @@ ACTIONS: dict[str, Rule] = {
     "UploadPartCopy": _o("s3:PutObject"),
     "CompleteMultipartUpload": _o("s3:PutObject"),
     "AbortMultipartUpload": _o("s3:AbortMultipartUpload"),
+    # Object Lock (AWS has no version-specific actions for these).
+    "GetObjectLockConfiguration": _b("s3:GetBucketObjectLockConfiguration"),
+    "PutObjectLockConfiguration": _b("s3:PutBucketObjectLockConfiguration"),
+    "GetObjectRetention": _o("s3:GetObjectRetention"),
+    "PutObjectRetention": _o("s3:PutObjectRetention"),
+    "GetObjectLegalHold": _o("s3:GetObjectLegalHold"),
+    "PutObjectLegalHold": _o("s3:PutObjectLegalHold"),
     "ListParts": _o("s3:ListMultipartUploadParts"),
     # Authenticated by the signature in its form: its handler asks (post_object) once it knows who.
     "PostObject": Rule(NONE, "s3:PutObject"),
@@ -280,6 +287,11 @@ async def authorize(ctx: Ctx) -> None:
         return
     if rule.kind == SERVICE:
         await asker.check(None, rule.action, "arn:aws:s3:::*" if ctx.bucket is None else arn(ctx.b))
+        if ctx.operation == "CreateBucket" \
+                and ctx.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+            # A bucket created with Object Lock is configured and versioned by that request (AWS asks both).
+            for action in ("s3:PutBucketObjectLockConfiguration", "s3:PutBucketVersioning"):
+                await asker.check(None, action, arn(ctx.b))
         return
     if rule.kind == ACCOUNT:
         await asker.check(None, rule.action, f"arn:aws:s3:{ctx.settings.region}:{principal.tenant_id}:*")
@@ -320,6 +332,10 @@ async def _extras(ctx: Ctx, asker: Asker, bucket: BucketRecord, version_id: str 
             await asker.check(bucket, "s3:PutObjectTagging", resource, ctx.k)
         if "x-amz-acl" in h or any(g in h for g in acl.GRANT_HEADERS):
             await asker.check(bucket, "s3:PutObjectAcl", resource, ctx.k)
+        if "x-amz-object-lock-mode" in h or "x-amz-object-lock-retain-until-date" in h:
+            await asker.check(bucket, "s3:PutObjectRetention", resource, ctx.k)
+        if "x-amz-object-lock-legal-hold" in h:
+            await asker.check(bucket, "s3:PutObjectLegalHold", resource, ctx.k)
     if op in ("CopyObject", "UploadPartCopy"):
         src = parse_copy_source(ctx)
         src_bucket = await ctx.coffre.buckets.get(src.bucket)
@@ -349,6 +365,26 @@ async def delete_allowed(ctx: Ctx, key: str, version_id: str | None) -> bool:
     assert asker is not None and bucket is not None
     action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
     return await asker.allowed(bucket, action, arn(bucket.name, key), key, version_id)
+
+
+async def may(ctx: Ctx, action: str, key: str, version_id: str | None = None) -> bool:
+    """Whether the caller of an object operation, already authorised, may also ``action`` on
+    this key (e.g. see the lock headers of a GET). The tenant root on its own bucket without a
+    policy is answered without building any condition key."""
+    asker, bucket = ctx.asker, ctx.bucket_record
+    if asker is None or bucket is None:
+        return False
+    return await asker.allowed(bucket, action, arn(bucket.name, key), key, version_id)
+
+
+async def bypass_governance(ctx: Ctx, key: str, version_id: str | None) -> bool:
+    """Whether a request may bypass GOVERNANCE retention on this key: it sent
+    x-amz-bypass-governance-retention: true AND its caller holds s3:BypassGovernanceRetention
+    (a tenant root does unless a policy denies it). Without both, a governance-locked version
+    is refused as a compliance one would be."""
+    if ctx.headers.get("x-amz-bypass-governance-retention", "").strip().lower() != "true":
+        return False
+    return await may(ctx, "s3:BypassGovernanceRetention", key, version_id)
 
 
 async def authorize_post(ctx: Ctx, key: str, form: dict[str, str]) -> None:

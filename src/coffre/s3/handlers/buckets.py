@@ -25,9 +25,21 @@ async def create_bucket(ctx: Ctx) -> web.StreamResponse:
             raise MalformedXML()
         # Absent or empty: no constraint (the deployment's region).
         location = xml.text(root, "LocationConstraint") or None
-    await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location, ownership.new_bucket_access(ctx))
+    await ctx.coffre.buckets.create_bucket(ctx.p, ctx.b, location, ownership.new_bucket_access(ctx),
+                                           object_lock=_lock_enabled(ctx))
     ctx.response_headers["Location"] = "/" + ctx.b
     return ctx.empty()
+
+
+def _lock_enabled(ctx: Ctx) -> bool:
+    """x-amz-bucket-object-lock-enabled: a boolean header (SDKs send "true"/"True")."""
+    raw = ctx.headers.get("x-amz-bucket-object-lock-enabled")
+    if raw is None or raw.strip().lower() == "false":
+        return False
+    if raw.strip().lower() == "true":
+        return True
+    raise InvalidArgument("Invalid value for x-amz-bucket-object-lock-enabled", name="x-amz-bucket-object-lock-enabled",
+                          value=raw)
 
 
 @operation("HeadBucket")

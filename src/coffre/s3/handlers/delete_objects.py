@@ -37,8 +37,10 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
     items, quiet = _items(body, ctx.settings.max_delete_objects)
     # Each key is authorised on its own; a denied one is an AccessDenied entry (AWS).
     permitted = [await authz.delete_allowed(ctx, key, version_id) for key, version_id in items]
-    done = iter(await ctx.coffre.objects.delete_objects(
-        ctx.p, ctx.b, [it for it, ok in zip(items, permitted, strict=True) if ok]) if any(permitted) else [])
+    chosen = [it for it, ok in zip(items, permitted, strict=True) if ok]
+    # x-amz-bypass-governance-retention covers every key, each asked s3:BypassGovernanceRetention.
+    bypass = [await authz.bypass_governance(ctx, key, version_id) for key, version_id in chosen]
+    done = iter(await ctx.coffre.objects.delete_objects(ctx.p, ctx.b, chosen, bypass) if chosen else [])
     outcomes = [next(done) if ok else DeleteOutcome(key, version_id, AccessDenied())
                 for (key, version_id), ok in zip(items, permitted, strict=True)]
     doc = Doc("DeleteResult")

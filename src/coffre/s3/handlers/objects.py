@@ -17,6 +17,7 @@ from coffre.core.errors import (
     InvalidRequest,
     NotModified,
 )
+from coffre.core.objectlock import LockRequest
 from coffre.core.objects import STORED_HEADERS, Deleted, Integrity, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.core.tagging import parse_header
@@ -25,6 +26,7 @@ from coffre.notify.events import Change
 from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
+from coffre.s3.xml import iso8601
 
 log = logging.getLogger("coffre.s3")
 
@@ -73,8 +75,10 @@ def write_meta(ctx: Ctx) -> WriteMeta:
     storage = h.get("x-amz-storage-class", "STANDARD")
     tagging = h.get("x-amz-tagging")
     tags = dict(parse_header(tagging)) if tagging is not None else {}
+    lock = LockRequest.from_headers(h.get("x-amz-object-lock-mode"), h.get("x-amz-object-lock-retain-until-date"),
+                                    h.get("x-amz-object-lock-legal-hold"))
     return WriteMeta(content_type=h.get("content-type"), headers=headers, user_meta=user, storage_class=storage,
-                     tags=tags)
+                     tags=tags, lock=lock)
 
 
 def integrity(ctx: Ctx) -> Integrity:
@@ -126,6 +130,21 @@ def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> No
         rh[checksums.header_name(obj.checksum_algorithm)] = obj.checksum_value
         if obj.checksum_type:
             rh["x-amz-checksum-type"] = obj.checksum_type
+
+
+async def lock_headers(ctx: Ctx, obj: ObjectRecord) -> None:
+    """x-amz-object-lock-mode / -retain-until-date / -legal-hold on GET and HEAD, each only
+    when the caller may read it (s3:GetObjectRetention / s3:GetObjectLegalHold), as AWS does."""
+    if obj.lock_mode is None and obj.legal_hold is None:
+        return
+    rh = ctx.response_headers
+    version_id = ctx.query.get("versionId")
+    if obj.lock_mode is not None and obj.lock_until is not None \
+            and await authz.may(ctx, "s3:GetObjectRetention", obj.key, version_id):
+        rh["x-amz-object-lock-mode"] = obj.lock_mode
+        rh["x-amz-object-lock-retain-until-date"] = iso8601(obj.lock_until)
+    if obj.legal_hold is not None and await authz.may(ctx, "s3:GetObjectLegalHold", obj.key, version_id):
+        rh["x-amz-object-lock-legal-hold"] = "ON" if obj.legal_hold else "OFF"
 
 
 def committed(ctx: Ctx, name: str, obj: ObjectRecord) -> None:
@@ -243,6 +262,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     obj, span, part_number = await _resolve(ctx)
     whole = span is None or (span == (0, obj.size) and part_number is None)
     object_headers(ctx, obj, checksum=whole and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    await lock_headers(ctx, obj)
     ctx.response_headers.update(overrides)
     start, end = span if span is not None else (0, obj.size)
     status = 200
@@ -282,6 +302,7 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
     obj, span, part_number = await _resolve(ctx)
     object_headers(ctx, obj, checksum=ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
                    and part_number is None and span is None)
+    await lock_headers(ctx, obj)
     ctx.response_headers.update(overrides)
     status = 200
     length = obj.size
@@ -298,7 +319,8 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
 @operation("DeleteObject")
 async def delete_object(ctx: Ctx) -> web.StreamResponse:
     version = ctx.query.get("versionId")
-    deleted = await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, version)
+    bypass = await authz.bypass_governance(ctx, ctx.k, version)
+    deleted = await ctx.coffre.objects.delete_object(ctx.p, ctx.b, ctx.k, version, bypass_governance=bypass)
     deleted_headers(ctx, deleted)
     ctx.changes.append(removed(ctx.k, version, deleted))
     return ctx.empty(204)
