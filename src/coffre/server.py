@@ -7,23 +7,17 @@ import logging
 import os
 import signal
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from coffre.admin.app import AdminApp
 from coffre.audit.delivery import DeliveryService
-from coffre.audit.event import AuditEvent
 from coffre.audit.forward import Forwarder
 from coffre.audit.trail import AuditTrail
 from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
-from coffre.core.billing import PriceSheet
 from coffre.core.coffre import Bootstrap, Coffre
-from coffre.core.metering import make_clock
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.providers import build_provider
 from coffre.meta.base import MetadataStore
@@ -45,9 +39,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     # directories are created by code that does not pass a mode.
     os.umask(0o077)
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-    # Metering's clock: the system's, or a test's (metering_clock_file); the store integrates
-    # stored bytes over time with it and the meter counts requests per hour with it.
-    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path, clock=make_clock(settings))
+    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path)
     blobs: BlobStore = LocalBlobStore(settings.blob_dir)
     keys: KeyProvider = build_provider(settings)
     if metrics is not None:  # timed at their interface, the backends untouched
@@ -79,14 +71,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     admin_tls = optional_server_context(settings.admin_tls_cert, settings.admin_tls_key,
                                         ("admin_tls_cert", "admin_tls_key"))
     Forwarder.from_settings(settings)  # a mistake in the syslog / SIEM settings stops the start here
-    PriceSheet.from_settings(settings)  # a malformed price sheet stops the start, not an export
     metrics = Metrics()
     notifier = Notifier(settings, metrics)  # a mistake in the notification targets stops the start here too
     coffre = build(settings, metrics)
     await coffre.open()
     boot = await coffre.bootstrap()
     coffre.start_gc()
-    coffre.meter.start()
     # aiohttp's access log would write request lines, presigned signatures included; the audit
     # trail (its own issue) is the record of requests.
     audit = AuditTrail(settings)
@@ -104,8 +94,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     delivery.start()
     # Event notifications resume their queues before the first request, and deliver in the background.
     await notifier.start(coffre.meta)
-    # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
-    coffre.keys.set_listener(_key_audit(audit.record))
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
                                           audit.record).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)
@@ -141,21 +129,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await delivery.close()
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
-
-
-def _key_audit(record: Callable[[AuditEvent], None]) -> Callable[[str, dict[str, Any]], None]:
-    """Each step of a key rotation (KeyRotated, KeysRewrapped, KeyRetired) as an audit record of
-    principal "key-rotation"; the tenant is the owner of a tenant key, none for the root key."""
-    def on_step(operation: str, fields: dict[str, Any]) -> None:
-        owner = fields.get("owner")
-        record(AuditEvent(
-            time=time.time(), request_id=uuid.uuid4().hex[:16].upper(), principal="key-rotation",
-            tenant=None if owner in (None, "root") else str(owner), access_key=None, operation=operation,
-            bucket=None, key=f"version {fields['version']}" if "version" in fields else None, version_id=None,
-            status=200, error_code=None, bytes_in=0, bytes_out=0, source_ip=None, user_agent=None,
-            duration_ms=0, api="keys"))
-
-    return on_step
 
 
 def _bucket_owner(coffre: Coffre) -> Callable[[str], Awaitable[str | None]]:

@@ -1,5 +1,6 @@
 """Every KeyProvider passes the same suite: a local key file, a PKCS#11 HSM (SoftHSM2, a token
-initialised here) and a KMIP server (PyKMIP's, started here over mutual TLS).
+initialised here), a KMIP server (PyKMIP's, started here over mutual TLS) and a tenant's own key
+service (the reference `coffre keyserver`, started here over TLS).
 
 To add a provider: write a factory returning a ``Case`` (how to open the provider again on the
 same backing store, and how to make its backing service unavailable) and add it to ``CASES``.
@@ -18,6 +19,7 @@ import pytest
 
 from coffre.crypto.keys import HEADER_SIZE, FileKeyProvider, KeyError_, KeyProvider, KeyVersionError, new_key
 from tests.keys.services import KmipServer, kmip_server, softhsm_token, softhsm_token_dir
+from tests.keyservice import KeyService
 
 
 @dataclass
@@ -26,6 +28,9 @@ class Case:
     kill: Callable[[], None] | None  # make the backing service unavailable; None: nothing remote to lose
     secrets: tuple[str, ...] = ()  # strings that must never appear in repr, str or logs (PINs...)
     key_files: tuple[Path, ...] = ()  # where key bytes lie, if readable by the test
+    # Whether coffre creates and retires the provider's key versions. A tenant's own key service
+    # (hold your own key) rotates its keys itself: coffre refuses to (KeyVersionError).
+    rotates: bool = True
 
 
 def file_case(tmp: Path) -> Case:
@@ -59,8 +64,23 @@ def kmip_case(tmp: Path) -> Case:
                                              "conformance"), kill=server.stop)
 
 
-_servers: list[KmipServer] = []
-CASES: dict[str, Callable[[Path], Case]] = {"file": file_case, "pkcs11": pkcs11_case, "kmip": kmip_case}
+def external_case(tmp: Path) -> Case:
+    """A tenant's own key service: the reference one, `coffre keyserver`, over TLS with a CA file."""
+    from coffre.crypto.external import ExternalKeyConfig, ExternalKeyProvider
+
+    (tmp / "keyservice").mkdir()
+    ks = KeyService(tmp / "keyservice", tls=True)
+    ks.keys("create-key", "conformance")
+    ks.start()
+    _servers.append(ks)
+    config = ExternalKeyConfig(ks.url, "conformance", ca_pem=Path(str(ks.cert)).read_text())
+    return Case(open=lambda: ExternalKeyProvider(config, ks.token), kill=ks.stop, secrets=(ks.token,),
+                rotates=False)
+
+
+_servers: list[KmipServer | KeyService] = []
+CASES: dict[str, Callable[[Path], Case]] = {"file": file_case, "pkcs11": pkcs11_case, "kmip": kmip_case,
+                                            "external": external_case}
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -138,6 +158,13 @@ def test_check_unhealthy(case: Case, provider: KeyProvider) -> None:
 
 def test_rotation_keeps_old_material_readable_and_retire_ends_it(case: Case, provider: KeyProvider) -> None:
     assert provider.versions() == (1,)
+    if not case.rotates:
+        with pytest.raises(KeyVersionError):
+            provider.rotate()
+        with pytest.raises(KeyVersionError):
+            provider.retire(1)
+        assert provider.versions() == (1,)
+        return
     old_key = new_key()
     old = provider.wrap(old_key, b"ctx")
     assert old[:HEADER_SIZE] == b"\x02\0\0\0\x01"
@@ -209,7 +236,8 @@ def test_no_key_material_in_repr_str_or_logs(case: Case, caplog: pytest.LogCaptu
         probe = new_key()
         wrapped = p.wrap(probe, b"ctx")
         p.unwrap(wrapped, b"ctx")
-        p.rotate()
+        if case.rotates:
+            p.rotate()
         with pytest.raises(KeyError_):
             p.unwrap(wrapped, b"other")
         shown = repr(p) + str(p) + caplog.text

@@ -39,24 +39,20 @@ from coffre.meta.errors import (
     QuotaExceeded,
 )
 from coffre.meta.records import (
-    HOUR,
     LOCK_GOVERNANCE,
     AccessKeyRecord,
     BucketRecord,
     DekRef,
     GroupRecord,
     KeyVersionRecord,
-    LifecycleLease,
     ListEntry,
     ListPage,
-    MeteredUsage,
     ObjectPartRecord,
     ObjectRecord,
     OperatorRecord,
     PartRecord,
     PolicyRecord,
     QuotaRecord,
-    RequestCounts,
     RootWrapped,
     TenantRecord,
     UploadListPage,
@@ -333,41 +329,8 @@ _MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / S
     ) WITHOUT ROWID""",
     "INSERT INTO key_versions SELECT id, 1, 'active', wrapped_key, created_at, created_at FROM tenants",
 )
-# Metering (issue #5): each bucket's usage row learns when its bytes last changed ("since",
-# POSIX seconds, on the store's clock); every change first adds bytes-before x (now - since) to
-# the hourly rows, split at hour boundaries. Request counters are added to the same rows by the
-# gateways' periodic flushes. Hour first in the key: a period is a range scan.
-_MIGRATION_5: tuple[str, ...] = (
-    "ALTER TABLE bucket_usage ADD COLUMN since INTEGER NOT NULL DEFAULT 0",
-    # What was stored before the upgrade is metered from the upgrade on.
-    "UPDATE bucket_usage SET since = CAST(strftime('%s', 'now') AS INTEGER)",
-    """CREATE TABLE usage_hours(
-        hour INTEGER NOT NULL,
-        tenant_id TEXT NOT NULL,
-        bucket TEXT NOT NULL,
-        byte_seconds INTEGER NOT NULL DEFAULT 0,
-        write_requests INTEGER NOT NULL DEFAULT 0,
-        read_requests INTEGER NOT NULL DEFAULT 0,
-        free_requests INTEGER NOT NULL DEFAULT 0,
-        bytes_in INTEGER NOT NULL DEFAULT 0,
-        bytes_out INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY(hour, tenant_id, bucket)
-    ) WITHOUT ROWID""",
-)
-# Lifecycle (issue #6): one row per bucket the worker has visited: who holds its lease and
-# until when (one gateway acts on a bucket at a time), and where the current pass stands (the
-# cursor, so a restart resumes rather than rescans). The index serves the worker's scan for the
-# buckets holding a lifecycle configuration, without walking every bucket's documents.
-_MIGRATION_6: tuple[str, ...] = (
-    """CREATE TABLE lifecycle_state(
-        bucket TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        lease_until REAL NOT NULL,
-        cursor TEXT,
-        last_done REAL
-    ) WITHOUT ROWID""",
-    "CREATE INDEX bucket_configs_name ON bucket_configs(name, bucket)",
-)
+_MIGRATION_5: tuple[str, ...] = ()  # metering: byte-hours and request counters (issue #5)
+_MIGRATION_6: tuple[str, ...] = ()  # lifecycle: worker state (issue #6)
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: _MIGRATION_4,
                                            5: _MIGRATION_5, 6: _MIGRATION_6}
@@ -522,9 +485,8 @@ class _Pending(Generic[T]):
 
 
 class SQLiteMetadataStore(MetadataStore):
-    def __init__(self, path: str, readers: int = 4, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, readers: int = 4) -> None:
         self.path = path
-        self.clock = clock  # metering's time (MetadataStore.clock)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-meta-w")
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
         self._local = threading.local()
@@ -674,9 +636,6 @@ class SQLiteMetadataStore(MetadataStore):
             d = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(d, exist_ok=True)
             self._writer = self._connect()
-            # The writer's transactions read metering's clock in SQL (the usage helpers are
-            # static, called from inside the transaction functions): whole seconds.
-            self._writer.create_function("coffre_now", 0, lambda: int(self.clock()))
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -1281,8 +1240,6 @@ class SQLiteMetadataStore(MetadataStore):
         if row is None:
             return
         tenant_id = row[0]
-        if d_bytes:
-            SQLiteMetadataStore._integrate(c, bucket, tenant_id)
         if d_bytes > 0 or d_objects > 0:
             for scope, target, max_bytes, max_objects in c.execute(
                     "SELECT scope, target, max_bytes, max_objects FROM quotas "
@@ -1305,91 +1262,6 @@ class SQLiteMetadataStore(MetadataStore):
         c.execute("UPDATE tenant_usage SET bytes=bytes+?, objects=objects+? WHERE tenant_id=?",
                   (d_bytes, d_objects, tenant_id))
 
-    @staticmethod
-    def _integrate(c: sqlite3.Connection, bucket: str, tenant_id: str) -> None:
-        """Metering: add the bucket's bytes x seconds since its last change to its hourly rows,
-        and restart the interval now. Called in the transaction that changes the bytes, before
-        the change, so each second is counted once, with the bytes held during it.
-
-        Cost on the write path: one point read and, within an hour of the last change, one
-        upsert (the hourly roll keeps the interval short for idle buckets)."""
-        row = c.execute("SELECT bytes, since, coffre_now() FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
-        if row is None:
-            return
-        held, since, now = row
-        if now <= since:  # the same second, or the clock stepped back: nothing to add
-            return
-        if held > 0 and since > 0:
-            SQLiteMetadataStore._add_byte_seconds(c, tenant_id, bucket, held, since, now)
-        c.execute("UPDATE bucket_usage SET since=? WHERE bucket=?", (now, bucket))
-
-    @staticmethod
-    def _add_byte_seconds(c: sqlite3.Connection, tenant_id: str, bucket: str, held: int, start: int,
-                          end: int) -> None:
-        rows = []
-        t = start
-        while t < end:
-            hour = t - t % HOUR
-            stop = min(end, hour + HOUR)
-            rows.append((hour, tenant_id, bucket, held * (stop - t)))
-            t = stop
-        c.executemany("INSERT INTO usage_hours(hour, tenant_id, bucket, byte_seconds) VALUES(?,?,?,?) "
-                      "ON CONFLICT(hour, tenant_id, bucket) DO UPDATE SET "
-                      "byte_seconds = byte_seconds + excluded.byte_seconds", rows)
-
-    async def add_request_counts(self, counts: Sequence[RequestCounts]) -> None:
-        rows = [(r.hour, r.tenant_id, r.bucket, r.write_requests, r.read_requests, r.free_requests,
-                 r.bytes_in, r.bytes_out) for r in counts]
-        if not rows:
-            return
-        await self._write(lambda c: c.executemany(
-            "INSERT INTO usage_hours(hour, tenant_id, bucket, write_requests, read_requests, free_requests, "
-            "bytes_in, bytes_out) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(hour, tenant_id, bucket) DO UPDATE SET "
-            "write_requests = write_requests + excluded.write_requests, "
-            "read_requests = read_requests + excluded.read_requests, "
-            "free_requests = free_requests + excluded.free_requests, "
-            "bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out", rows))
-
-    async def roll_byte_hours(self) -> None:
-        def tx(c: sqlite3.Connection) -> None:
-            for bucket, tenant_id in c.execute(
-                    "SELECT u.bucket, b.tenant_id FROM bucket_usage u JOIN buckets b ON b.name = u.bucket "
-                    "WHERE u.bytes > 0 AND u.since < coffre_now()").fetchall():
-                self._integrate(c, bucket, tenant_id)
-
-        await self._write(tx)
-
-    async def metered_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[MeteredUsage]:
-        def q(c: sqlite3.Connection) -> list[MeteredUsage]:
-            where = " AND tenant_id=?" if tenant_id is not None else ""
-            args: tuple[Any, ...] = (start, end) + ((tenant_id,) if tenant_id is not None else ())
-            totals: dict[tuple[str, str], list[int]] = {}
-            c.execute("BEGIN")  # one snapshot: the hourly rows and the open intervals agree
-            try:
-                for row in c.execute(
-                        "SELECT tenant_id, bucket, SUM(byte_seconds), SUM(write_requests), SUM(read_requests), "
-                        "SUM(free_requests), SUM(bytes_in), SUM(bytes_out) FROM usage_hours "
-                        f"WHERE hour >= ? AND hour < ?{where} GROUP BY tenant_id, bucket", args):
-                    totals[(row[0], row[1])] = [int(v) for v in row[2:]]
-                open_rows = c.execute(
-                    "SELECT b.tenant_id, u.bucket, u.bytes, u.since FROM bucket_usage u "
-                    "JOIN buckets b ON b.name = u.bucket WHERE u.bytes > 0 AND u.since > 0"
-                    + (" AND b.tenant_id=?" if tenant_id is not None else ""),
-                    (tenant_id,) if tenant_id is not None else ()).fetchall()
-                # Read after the snapshot began: every "since" in it is at most now.
-                now = int(self.clock())
-            finally:
-                c.execute("COMMIT")
-            for tid, bucket, held, since in open_rows:
-                seconds = min(end, now) - max(start, since)
-                if seconds > 0:
-                    totals.setdefault((tid, bucket), [0] * 6)[0] += held * seconds
-            return [MeteredUsage(tenant_id=t, bucket=b, byte_seconds=v[0], write_requests=v[1], read_requests=v[2],
-                                 free_requests=v[3], bytes_in=v[4], bytes_out=v[5])
-                    for (t, b), v in sorted(totals.items())]
-
-        return await self._read(q)
-
     # -- buckets --
     async def create_bucket(self, bucket: BucketRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
@@ -1405,8 +1277,7 @@ class SQLiteMetadataStore(MetadataStore):
             c.execute(f"INSERT INTO buckets({_BUCKET_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
                 bucket.name, bucket.tenant_id, bucket.region, bucket.created_at, bucket.versioning,
                 int(bucket.object_lock), bucket.policy, bucket.access))
-            c.execute("INSERT OR REPLACE INTO bucket_usage(bucket, bytes, objects) VALUES(?, 0, 0)",
-                      (bucket.name,))
+            c.execute("INSERT OR REPLACE INTO bucket_usage VALUES(?, 0, 0)", (bucket.name,))
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (bucket.tenant_id,))
 
         await self._write(tx)
@@ -1454,7 +1325,6 @@ class SQLiteMetadataStore(MetadataStore):
                 c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
             c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
             c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
-            c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (name,))  # a new bucket starts afresh
             # Empty, so its usage is zero and the tenant's total is unchanged; the bucket's
             # quota goes with it (a new bucket of that name starts unlimited).
             c.execute("DELETE FROM bucket_usage WHERE bucket=?", (name,))
@@ -2031,84 +1901,3 @@ class SQLiteMetadataStore(MetadataStore):
             return found
 
         return await self._read(q)
-
-    # -- lifecycle (issue #6) --
-    async def list_bucket_configs(self, name: str, after: str = "", limit: int = 1000) -> list[tuple[str, str]]:
-        rows = await self._read(lambda c: c.execute(
-            "SELECT bucket, document FROM bucket_configs WHERE name=? AND bucket>? ORDER BY bucket LIMIT ?",
-            (name, after, limit)).fetchall())
-        return [(str(r[0]), str(r[1])) for r in rows]
-
-    async def lifecycle_acquire(self, bucket: str, holder: str, now: float, ttl: float) -> LifecycleLease | None:
-        def tx(c: sqlite3.Connection) -> LifecycleLease | None:
-            row = c.execute("SELECT holder, lease_until, cursor, last_done FROM lifecycle_state WHERE bucket=?",
-                            (bucket,)).fetchone()
-            if row is None:
-                c.execute("INSERT INTO lifecycle_state VALUES(?,?,?,NULL,NULL)", (bucket, holder, now + ttl))
-                return LifecycleLease(bucket, holder, now + ttl)
-            if row[0] != holder and row[1] > now:
-                return None
-            c.execute("UPDATE lifecycle_state SET holder=?, lease_until=? WHERE bucket=?", (holder, now + ttl, bucket))
-            return LifecycleLease(bucket, holder, now + ttl, row[2], row[3])
-
-        return await self._write(tx)
-
-    async def lifecycle_save(self, bucket: str, holder: str, cursor: str | None, now: float, ttl: float) -> bool:
-        def tx(c: sqlite3.Connection) -> bool:
-            return c.execute("UPDATE lifecycle_state SET cursor=?, lease_until=? WHERE bucket=? AND holder=?",
-                             (cursor, now + ttl, bucket, holder)).rowcount == 1
-
-        return await self._write(tx)
-
-    async def lifecycle_release(self, bucket: str, holder: str, cursor: str | None,
-                                done_at: float | None) -> None:
-        def tx(c: sqlite3.Connection) -> None:
-            c.execute("UPDATE lifecycle_state SET cursor=?, lease_until=0, last_done=COALESCE(?, last_done) "
-                      "WHERE bucket=? AND holder=?", (cursor, done_at, bucket, holder))
-
-        await self._write(tx)
-
-    async def expire_version(self, bucket: str, key: str, version_id: str, *, last_modified: float,
-                             latest: bool, now: float, only_version: bool = False, min_newer_noncurrent: int = 0,
-                             successor_before: float | None = None) -> tuple[ObjectRecord | None, list[str]]:
-        def tx(c: sqlite3.Connection) -> tuple[ObjectRecord | None, list[str]]:
-            kb = _kb(key)
-            row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND version_id=?",
-                            (bucket, kb, version_id)).fetchone()
-            if row is None or row[8] != last_modified or bool(row[4]) != latest:
-                return None, []
-            oid = row[0]
-            if only_version and c.execute("SELECT 1 FROM objects WHERE bucket=? AND key=? AND id<>? LIMIT 1",
-                                          (bucket, kb, oid)).fetchone() is not None:
-                return None, []
-            if min_newer_noncurrent > 0:
-                n = c.execute("SELECT COUNT(*) FROM objects WHERE bucket=? AND key=? AND id>? AND is_latest=0",
-                              (bucket, kb, oid)).fetchone()[0]
-                if n < min_newer_noncurrent:
-                    return None, []
-            if successor_before is not None:
-                nxt = c.execute("SELECT last_modified FROM objects WHERE bucket=? AND key=? AND id>? "
-                                "ORDER BY id LIMIT 1", (bucket, kb, oid)).fetchone()
-                if nxt is None or nxt[0] > successor_before:
-                    return None, []
-            rec = _obj(row)
-            # Object Lock, read in this transaction: lifecycle never bypasses governance.
-            if rec.legal_hold or (rec.lock_until is not None and rec.lock_until > now):
-                raise Locked()
-            released = self._remove_version(c, bucket, oid, rec.blob_id, rec.size, rec.is_delete_marker)
-            if latest:
-                c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
-                          "AND key=? ORDER BY id DESC LIMIT 1)", (bucket, kb))
-            return rec, self._release(c, released)
-
-        return await self._write(tx)
-
-    async def expire_latest(self, marker: ObjectRecord, version_id: str, last_modified: float) -> list[str] | None:
-        def tx(c: sqlite3.Connection) -> list[str] | None:
-            row = c.execute("SELECT version_id, last_modified, is_delete_marker FROM objects "
-                            "WHERE bucket=? AND key=? AND is_latest=1", (marker.bucket, _kb(marker.key))).fetchone()
-            if row is None or row[0] != version_id or row[1] != last_modified or row[2]:
-                return None
-            return self._release(c, self._insert_object(c, marker, ()))
-
-        return await self._write(tx)
