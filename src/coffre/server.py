@@ -17,7 +17,9 @@ from coffre.audit.forward import Forwarder
 from coffre.audit.trail import AuditTrail
 from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
+from coffre.core.billing import PriceSheet
 from coffre.core.coffre import Bootstrap, Coffre
+from coffre.core.metering import make_clock
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.providers import build_provider
 from coffre.meta.base import MetadataStore
@@ -39,7 +41,9 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     # directories are created by code that does not pass a mode.
     os.umask(0o077)
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path)
+    # Metering's clock: the system's, or a test's (metering_clock_file); the store integrates
+    # stored bytes over time with it and the meter counts requests per hour with it.
+    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path, clock=make_clock(settings))
     blobs: BlobStore = LocalBlobStore(settings.blob_dir)
     keys: KeyProvider = build_provider(settings)
     if metrics is not None:  # timed at their interface, the backends untouched
@@ -71,12 +75,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     admin_tls = optional_server_context(settings.admin_tls_cert, settings.admin_tls_key,
                                         ("admin_tls_cert", "admin_tls_key"))
     Forwarder.from_settings(settings)  # a mistake in the syslog / SIEM settings stops the start here
+    PriceSheet.from_settings(settings)  # a malformed price sheet stops the start, not an export
     metrics = Metrics()
     notifier = Notifier(settings, metrics)  # a mistake in the notification targets stops the start here too
     coffre = build(settings, metrics)
     await coffre.open()
     boot = await coffre.bootstrap()
     coffre.start_gc()
+    coffre.meter.start()
     # aiohttp's access log would write request lines, presigned signatures included; the audit
     # trail (its own issue) is the record of requests.
     audit = AuditTrail(settings)

@@ -120,6 +120,17 @@ class Settings:
     # Answer a write only once its event messages are on disk (at least once across a crash too).
     # On by default: "a crash at any instant loses no acknowledged write" covers its events.
     notify_wait_durable: bool = True
+    # Metering (docs/billing.md): seconds between two flushes of the in-memory request counters
+    # to the metadata store (a crash loses at most this much of them; stored bytes never).
+    metering_flush_seconds: float = 5.0
+    # TESTS ONLY: read metering's current time (POSIX seconds) from this file instead of the clock.
+    metering_clock_file: str | None = None
+    # The price sheet of `coffre billing export`: TOML [billing] table; decimal numbers as strings.
+    billing_currency: str = "EUR"
+    billing_storage_gb_month: str = "0"  # per GB (10^9 bytes) stored for a month
+    billing_write_requests_per_1000: str = "0"  # per 1,000 write/list-class requests
+    billing_read_requests_per_1000: str = "0"  # per 1,000 read-class requests
+    billing_egress_gb: str = "0"  # per GB sent to clients
 
     @property
     def host(self) -> str:
@@ -191,6 +202,10 @@ def load_settings(config_file: str | None = None, env: Mapping[str, str] | None 
         if isinstance(doc.get("notify"), dict):  # the [notify] table: notify.targets is notify_targets
             doc = {**{k: v for k, v in doc.items() if k != "notify"},
                    **{f"notify_{k}": v for k, v in doc["notify"].items()}}
+        for table in ("metering", "billing"):  # [billing] currency = ... is billing_currency
+            if isinstance(doc.get(table), dict):
+                doc = {**{k: v for k, v in doc.items() if k != table},
+                       **{f"{table}_{k}": v for k, v in doc[table].items()}}
         for k, v in doc.items():
             name = k.replace("-", "_")
             if name not in known:

@@ -27,14 +27,17 @@ from coffre.admin import auth
 from coffre.admin.schema import Schema, ref, validate
 from coffre.audit.event import admin_event
 from coffre.core import errors as e
+from coffre.core.billing import PriceSheet, Totals, invoice
 from coffre.core.coffre import Coffre
 from coffre.core.iam import ROOT_USER, group_arn, policy_arn, user_arn
 from coffre.core.identity import Operator
+from coffre.core.metering import Period
 from coffre.core.operators import InvalidSession, LoginFailed
 from coffre.core.tenancy import check_imported_key
 from coffre.meta.records import (
     AccessKeyRecord,
     GroupRecord,
+    MeteredUsage,
     OperatorRecord,
     PolicyRecord,
     TenantRecord,
@@ -385,8 +388,38 @@ class AdminApi:
     async def usage(self, call: Call) -> Any:
         tenant = await self._tenant(call)
         t = self.coffre.tenancy
-        return {"tenant": tenant.name, "usage": _usage(await t.usage(tenant)),
-                "buckets": [{"name": n, "usage": _usage(u)} for n, u in await t.buckets(tenant)]}
+        period = Period.containing(self.coffre.meter.clock())
+        rows = await self.coffre.meter.usage(period, tenant.id)
+        per_bucket = {r.bucket: r for r in rows}
+        return {"tenant": tenant.name, "usage": _usage(await t.usage(tenant)), "period": _period(period),
+                "metering": Totals.of(rows).json(period),
+                "buckets": [{"name": n, "usage": _usage(u),
+                             "metering": Totals.of([per_bucket[n]] if n in per_bucket else []).json(period)}
+                            for n, u in await t.buckets(tenant)]}
+
+    async def all_usage(self, call: Call) -> Any:
+        """Every tenant's current usage and this period's metering (the operator's overview)."""
+        period = Period.containing(self.coffre.meter.clock())
+        by_tenant: dict[str, list[MeteredUsage]] = {}
+        for row in await self.coffre.meter.usage(period):
+            by_tenant.setdefault(row.tenant_id, []).append(row)
+        out = []
+        for tenant in await self.coffre.tenancy.list_tenants():
+            out.append({"tenant_id": tenant.id, "tenant": tenant.name, "status": tenant.status,
+                        "usage": _usage(await self.coffre.tenancy.usage(tenant)),
+                        "metering": Totals.of(by_tenant.get(tenant.id, [])).json(period)})
+        return {"period": _period(period), "tenants": out}
+
+    async def billing(self, call: Call) -> Any:
+        text = call.query.get("period")
+        try:
+            period = Period.parse(text) if text else Period.containing(self.coffre.meter.clock())
+            sheet = PriceSheet.from_settings(self.settings)
+        except ValueError as exc:
+            raise e.ValidationError(str(exc)) from None
+        names = {t.id: t.name for t in await self.coffre.tenancy.list_tenants()}
+        rows = await self.coffre.meter.usage(period)
+        return invoice(period, rows, names, sheet, self.coffre.meter.clock())
 
     # -- users --
     async def create_user(self, call: Call) -> Any:
@@ -613,6 +646,11 @@ class AdminApi:
                   self.put_bucket_quota, ref("BucketQuota"), ref("BucketQuota")),
             Route("GET", T + "/usage", "GetTenantUsage", "What the tenant stores, in total and per bucket",
                   "quotas", self.usage, response=ref("TenantUsage")),
+            Route("GET", "/usage", "ListUsage", "Every tenant's usage: stored now, and this period's byte-hours, "
+                  "requests and bytes in/out", "billing", self.all_usage, response=ref("UsageList")),
+            Route("GET", "/billing", "GetBillingExport", "Invoice lines per tenant for a month, from the price "
+                  "sheet of the configuration", "billing", self.billing, response=ref("BillingExport"),
+                  query=(("period", "the month, YYYY-MM (UTC; default: the current one)"),)),
             Route("POST", T + "/users", "CreateUser", "Create a user of the tenant", "users", self.create_user,
                   ref("UserCreate"), ref("User"), 201),
             Route("GET", T + "/users", "ListUsers", "List the tenant's users", "users", self.list_users,
@@ -681,6 +719,10 @@ class AdminApi:
 
 def _usage(u: Any) -> dict[str, int]:
     return {"bytes": u.bytes, "objects": u.objects, "buckets": u.buckets}
+
+
+def _period(p: Period) -> dict[str, Any]:
+    return {"name": p.name, "start": iso(p.start), "end": iso(p.end), "hours": p.hours}
 
 
 def _quota(q: Any) -> dict[str, int | None]:

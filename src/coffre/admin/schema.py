@@ -43,6 +43,31 @@ TENANT = obj({
     "created_at": TIME, "delete_after": {"type": ["string", "null"], "format": "date-time"},
     "canonical_id": STR,
 }, ("id", "name", "status", "created_at"))
+METERING = obj({
+    "byte_seconds": {"type": "integer", "description": "stored bytes integrated over the period so far"},
+    "byte_hours": {"type": "string", "description": "byte_seconds / 3600 (decimal, 9 places)"},
+    "gb_months": {"type": "string", "description": "byte_seconds / 3600 / hours of the month / 10^9"},
+    "write_requests": {"type": "integer", "description": "write/list class (PUT, COPY, POST, LIST...)"},
+    "read_requests": {"type": "integer", "description": "read class (GET, HEAD and others)"},
+    "free_requests": {"type": "integer", "description": "DELETE, aborts, IAM: not billed"},
+    "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"},
+}, description="Metered usage over a period (docs/billing.md). No object name is ever part of it.")
+MONEY: Schema = {"type": "string", "description": "decimal, rounded to the cent"}
+BILLING = obj({
+    "period": STR, "start": TIME, "end": TIME, "hours": {"type": "integer"},
+    "complete": {"type": "boolean", "description": "false while the period is still running"},
+    "generated_at": TIME, "currency": STR,
+    "prices": {"type": "object", "additionalProperties": {"type": "string"}},
+    "tenants": array(obj({
+        "tenant_id": STR, "tenant": {"type": ["string", "null"], "description": "null: tenant deleted since"},
+        "usage": METERING, "total": MONEY,
+        "lines": array(obj({"item": {"type": "string", "enum": ["storage", "write_requests", "read_requests",
+                                                                 "egress"]},
+                            "usage": {"type": "integer"}, "usage_unit": STR, "unit": STR, "quantity": STR,
+                            "unit_price": STR, "amount": MONEY})),
+    })),
+    "total": MONEY,
+}, ("period", "currency", "tenants", "total"), "Invoice lines per tenant; totals are sums of the rounded lines.")
 QUOTA = obj({"max_bytes": LIMIT, "max_objects": LIMIT, "max_buckets": LIMIT})
 BUCKET_QUOTA = obj({"max_bytes": LIMIT, "max_objects": LIMIT})
 ACCESS_KEY = obj({
@@ -70,8 +95,16 @@ COMPONENTS: dict[str, Schema] = {
                                   "pattern": "^[a-z0-9][a-z0-9-]*[a-z0-9]$"}}, ("name",)),
     "Quota": QUOTA,
     "BucketQuota": BUCKET_QUOTA,
-    "TenantUsage": obj({"tenant": STR, "usage": ref("Usage"),
-                        "buckets": array(obj({"name": STR, "usage": ref("Usage")}))}),
+    "TenantUsage": obj({"tenant": STR, "usage": ref("Usage"), "period": ref("Period"), "metering": ref("Metering"),
+                        "buckets": array(obj({"name": STR, "usage": ref("Usage"), "metering": ref("Metering")}))}),
+    "Period": obj({"name": {"type": "string", "description": "YYYY-MM"}, "start": TIME, "end": TIME,
+                   "hours": {"type": "integer"}}, ("name", "start", "end", "hours"),
+                  "A billing period: one UTC calendar month."),
+    "Metering": METERING,
+    "UsageList": obj({"period": ref("Period"), "tenants": array(obj({
+        "tenant_id": STR, "tenant": STR, "status": STR, "usage": ref("Usage"), "metering": ref("Metering")}))},
+        ("period", "tenants")),
+    "BillingExport": BILLING,
     "User": obj({"name": STR, "user_id": STR, "arn": STR, "path": STR, "created_at": TIME,
                  "tags": {"type": "object", "additionalProperties": {"type": "string"}},
                  "groups": array(STR), "policies": array(STR)}, ("name", "user_id")),

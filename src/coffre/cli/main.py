@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from coffre import __version__
-from coffre.cli import admin, audit, devcert, keyserver, transfer
+from coffre.cli import admin, audit, billing, devcert, keyserver, transfer
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
     admin.add_parser(sub)
     audit.add_parser(sub)
+    billing.add_parser(sub)
     devcert.add_parser(sub)
     keyserver.add_parser(sub)
     transfer.add_parsers(sub)

@@ -18,6 +18,7 @@ from coffre.core.iam import new_access_key_id as new_access_key_id  # moved to i
 from coffre.core.iam import new_secret_key as new_secret_key
 from coffre.core.identity import Operator, Principal
 from coffre.core.keyring import Keyring
+from coffre.core.metering import Meter
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
 from coffre.core.operators import OperatorService
@@ -65,6 +66,8 @@ class Coffre:
     def __init__(self, settings: Settings, meta: MetadataStore, blobs: BlobStore, keys: KeyProvider) -> None:
         self.settings = settings
         self.meta = meta
+        # Request counters in memory, flushed to the store (core/metering.py); on the store's clock.
+        self.meter = Meter(settings, meta, meta.clock)
         self.blobs = blobs
         self.keyring = Keyring(keys, meta)
         self.keys = KeyRotation(self.keyring, meta)  # root and tenant key versions (docs/keys.md)
@@ -89,6 +92,7 @@ class Coffre:
         await self.keys.resume()  # re-wraps cut short by a stop go on
 
     async def close(self) -> None:
+        await self.meter.close()  # after the last request, before the store closes: no counter lost
         await self.keys.close()
         if self._gc_task is not None:
             self._gc_task.cancel()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from coffre.meta.records import (
     AccessKeyRecord,
@@ -12,12 +12,14 @@ from coffre.meta.records import (
     GroupRecord,
     KeyVersionRecord,
     ListPage,
+    MeteredUsage,
     ObjectPartRecord,
     ObjectRecord,
     OperatorRecord,
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    RequestCounts,
     RootWrapped,
     TenantRecord,
     UploadListPage,
@@ -251,6 +253,30 @@ class MetadataStore(ABC):
     @abstractmethod
     async def tenant_usage(self, tenant_id: str) -> Usage:
         """Summed over the tenant's buckets; ``buckets`` = how many it has."""
+
+    # -- metering (issue #5) --
+    # Backends integrate each bucket's stored bytes over time inside every transaction that
+    # changes them (bytes before the change x seconds since the last change, split into UTC
+    # hours), reading the time from ``clock``: a constructor argument of every backend, so a
+    # test can drive time (an instance attribute, set by the constructor: time.time by default).
+    # Deleting a bucket keeps its hourly rows (billing history).
+    clock: Callable[[], float]
+
+    @abstractmethod
+    async def add_request_counts(self, counts: Sequence[RequestCounts]) -> None:
+        """Add these counters to the hourly rows, all in one transaction."""
+
+    @abstractmethod
+    async def roll_byte_hours(self) -> None:
+        """Integrate every bucket's stored bytes up to now, so an idle bucket's hours get rows
+        too (the write path integrates only on change). Never changes a total: only moves the
+        open interval into the hourly rows."""
+
+    @abstractmethod
+    async def metered_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[MeteredUsage]:
+        """Per (tenant, bucket): the hourly rows of hours in [start, end) (whole hours), plus the
+        interval not yet integrated (bytes held since the last change, up to min(end, now)),
+        read as one snapshot. Only buckets with something to report are returned."""
 
     # -- buckets --
     @abstractmethod

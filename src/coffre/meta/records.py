@@ -278,6 +278,46 @@ class Usage:
     buckets: int = 0  # tenant usage only
 
 
+# Metering (issue #5): what a tenant is billed for, kept per (tenant, bucket, UTC hour).
+HOUR = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """Requests and transfer of one bucket in one UTC hour, as a gateway counted them in memory.
+
+    ``bucket`` is "" for requests that address no bucket (ListBuckets, IAM). Added to what the
+    store holds for that hour (never replacing it), so several gateways may flush the same hour.
+    """
+
+    tenant_id: str
+    bucket: str
+    hour: int  # POSIX seconds of the hour's start (a multiple of HOUR)
+    write_requests: int = 0  # AWS "PUT, COPY, POST, LIST" class
+    read_requests: int = 0  # AWS "GET and all other requests" class
+    free_requests: int = 0  # DELETE and aborts (not billed, as on AWS), IAM calls
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredUsage:
+    """One bucket's metered totals over a span of whole hours (a billing period).
+
+    ``byte_seconds`` integrates the bytes stored over time, to the second: a GB-month is
+    byte_seconds / 3600 / hours in the month / 10^9. Buckets deleted since keep their rows.
+    """
+
+    tenant_id: str
+    bucket: str
+    byte_seconds: int = 0
+    write_requests: int = 0
+    read_requests: int = 0
+    free_requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
 # -- key versions (issue #4) --
 ROOT_KEY_OWNER = ""  # KeyVersionRecord.owner of the deployment root key's versions
 

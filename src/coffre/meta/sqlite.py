@@ -39,6 +39,7 @@ from coffre.meta.errors import (
     QuotaExceeded,
 )
 from coffre.meta.records import (
+    HOUR,
     LOCK_GOVERNANCE,
     AccessKeyRecord,
     BucketRecord,
@@ -47,12 +48,14 @@ from coffre.meta.records import (
     KeyVersionRecord,
     ListEntry,
     ListPage,
+    MeteredUsage,
     ObjectPartRecord,
     ObjectRecord,
     OperatorRecord,
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    RequestCounts,
     RootWrapped,
     TenantRecord,
     UploadListPage,
@@ -329,7 +332,27 @@ _MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / S
     ) WITHOUT ROWID""",
     "INSERT INTO key_versions SELECT id, 1, 'active', wrapped_key, created_at, created_at FROM tenants",
 )
-_MIGRATION_5: tuple[str, ...] = ()  # metering: byte-hours and request counters (issue #5)
+# Metering (issue #5): each bucket's usage row learns when its bytes last changed ("since",
+# POSIX seconds, on the store's clock); every change first adds bytes-before x (now - since) to
+# the hourly rows, split at hour boundaries. Request counters are added to the same rows by the
+# gateways' periodic flushes. Hour first in the key: a period is a range scan.
+_MIGRATION_5: tuple[str, ...] = (
+    "ALTER TABLE bucket_usage ADD COLUMN since INTEGER NOT NULL DEFAULT 0",
+    # What was stored before the upgrade is metered from the upgrade on.
+    "UPDATE bucket_usage SET since = CAST(strftime('%s', 'now') AS INTEGER)",
+    """CREATE TABLE usage_hours(
+        hour INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        byte_seconds INTEGER NOT NULL DEFAULT 0,
+        write_requests INTEGER NOT NULL DEFAULT 0,
+        read_requests INTEGER NOT NULL DEFAULT 0,
+        free_requests INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(hour, tenant_id, bucket)
+    ) WITHOUT ROWID""",
+)
 _MIGRATION_6: tuple[str, ...] = ()  # lifecycle: worker state (issue #6)
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: _MIGRATION_4,
@@ -485,8 +508,9 @@ class _Pending(Generic[T]):
 
 
 class SQLiteMetadataStore(MetadataStore):
-    def __init__(self, path: str, readers: int = 4) -> None:
+    def __init__(self, path: str, readers: int = 4, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock  # metering's time (MetadataStore.clock)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-meta-w")
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
         self._local = threading.local()
@@ -636,6 +660,9 @@ class SQLiteMetadataStore(MetadataStore):
             d = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(d, exist_ok=True)
             self._writer = self._connect()
+            # The writer's transactions read metering's clock in SQL (the usage helpers are
+            # static, called from inside the transaction functions): whole seconds.
+            self._writer.create_function("coffre_now", 0, lambda: int(self.clock()))
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -1240,6 +1267,8 @@ class SQLiteMetadataStore(MetadataStore):
         if row is None:
             return
         tenant_id = row[0]
+        if d_bytes:
+            SQLiteMetadataStore._integrate(c, bucket, tenant_id)
         if d_bytes > 0 or d_objects > 0:
             for scope, target, max_bytes, max_objects in c.execute(
                     "SELECT scope, target, max_bytes, max_objects FROM quotas "
@@ -1262,6 +1291,91 @@ class SQLiteMetadataStore(MetadataStore):
         c.execute("UPDATE tenant_usage SET bytes=bytes+?, objects=objects+? WHERE tenant_id=?",
                   (d_bytes, d_objects, tenant_id))
 
+    @staticmethod
+    def _integrate(c: sqlite3.Connection, bucket: str, tenant_id: str) -> None:
+        """Metering: add the bucket's bytes x seconds since its last change to its hourly rows,
+        and restart the interval now. Called in the transaction that changes the bytes, before
+        the change, so each second is counted once, with the bytes held during it.
+
+        Cost on the write path: one point read and, within an hour of the last change, one
+        upsert (the hourly roll keeps the interval short for idle buckets)."""
+        row = c.execute("SELECT bytes, since, coffre_now() FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
+        if row is None:
+            return
+        held, since, now = row
+        if now <= since:  # the same second, or the clock stepped back: nothing to add
+            return
+        if held > 0 and since > 0:
+            SQLiteMetadataStore._add_byte_seconds(c, tenant_id, bucket, held, since, now)
+        c.execute("UPDATE bucket_usage SET since=? WHERE bucket=?", (now, bucket))
+
+    @staticmethod
+    def _add_byte_seconds(c: sqlite3.Connection, tenant_id: str, bucket: str, held: int, start: int,
+                          end: int) -> None:
+        rows = []
+        t = start
+        while t < end:
+            hour = t - t % HOUR
+            stop = min(end, hour + HOUR)
+            rows.append((hour, tenant_id, bucket, held * (stop - t)))
+            t = stop
+        c.executemany("INSERT INTO usage_hours(hour, tenant_id, bucket, byte_seconds) VALUES(?,?,?,?) "
+                      "ON CONFLICT(hour, tenant_id, bucket) DO UPDATE SET "
+                      "byte_seconds = byte_seconds + excluded.byte_seconds", rows)
+
+    async def add_request_counts(self, counts: Sequence[RequestCounts]) -> None:
+        rows = [(r.hour, r.tenant_id, r.bucket, r.write_requests, r.read_requests, r.free_requests,
+                 r.bytes_in, r.bytes_out) for r in counts]
+        if not rows:
+            return
+        await self._write(lambda c: c.executemany(
+            "INSERT INTO usage_hours(hour, tenant_id, bucket, write_requests, read_requests, free_requests, "
+            "bytes_in, bytes_out) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(hour, tenant_id, bucket) DO UPDATE SET "
+            "write_requests = write_requests + excluded.write_requests, "
+            "read_requests = read_requests + excluded.read_requests, "
+            "free_requests = free_requests + excluded.free_requests, "
+            "bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out", rows))
+
+    async def roll_byte_hours(self) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            for bucket, tenant_id in c.execute(
+                    "SELECT u.bucket, b.tenant_id FROM bucket_usage u JOIN buckets b ON b.name = u.bucket "
+                    "WHERE u.bytes > 0 AND u.since < coffre_now()").fetchall():
+                self._integrate(c, bucket, tenant_id)
+
+        await self._write(tx)
+
+    async def metered_usage(self, start: int, end: int, tenant_id: str | None = None) -> list[MeteredUsage]:
+        def q(c: sqlite3.Connection) -> list[MeteredUsage]:
+            where = " AND tenant_id=?" if tenant_id is not None else ""
+            args: tuple[Any, ...] = (start, end) + ((tenant_id,) if tenant_id is not None else ())
+            totals: dict[tuple[str, str], list[int]] = {}
+            c.execute("BEGIN")  # one snapshot: the hourly rows and the open intervals agree
+            try:
+                for row in c.execute(
+                        "SELECT tenant_id, bucket, SUM(byte_seconds), SUM(write_requests), SUM(read_requests), "
+                        "SUM(free_requests), SUM(bytes_in), SUM(bytes_out) FROM usage_hours "
+                        f"WHERE hour >= ? AND hour < ?{where} GROUP BY tenant_id, bucket", args):
+                    totals[(row[0], row[1])] = [int(v) for v in row[2:]]
+                open_rows = c.execute(
+                    "SELECT b.tenant_id, u.bucket, u.bytes, u.since FROM bucket_usage u "
+                    "JOIN buckets b ON b.name = u.bucket WHERE u.bytes > 0 AND u.since > 0"
+                    + (" AND b.tenant_id=?" if tenant_id is not None else ""),
+                    (tenant_id,) if tenant_id is not None else ()).fetchall()
+                # Read after the snapshot began: every "since" in it is at most now.
+                now = int(self.clock())
+            finally:
+                c.execute("COMMIT")
+            for tid, bucket, held, since in open_rows:
+                seconds = min(end, now) - max(start, since)
+                if seconds > 0:
+                    totals.setdefault((tid, bucket), [0] * 6)[0] += held * seconds
+            return [MeteredUsage(tenant_id=t, bucket=b, byte_seconds=v[0], write_requests=v[1], read_requests=v[2],
+                                 free_requests=v[3], bytes_in=v[4], bytes_out=v[5])
+                    for (t, b), v in sorted(totals.items())]
+
+        return await self._read(q)
+
     # -- buckets --
     async def create_bucket(self, bucket: BucketRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
@@ -1277,7 +1391,8 @@ class SQLiteMetadataStore(MetadataStore):
             c.execute(f"INSERT INTO buckets({_BUCKET_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
                 bucket.name, bucket.tenant_id, bucket.region, bucket.created_at, bucket.versioning,
                 int(bucket.object_lock), bucket.policy, bucket.access))
-            c.execute("INSERT OR REPLACE INTO bucket_usage VALUES(?, 0, 0)", (bucket.name,))
+            c.execute("INSERT OR REPLACE INTO bucket_usage(bucket, bytes, objects) VALUES(?, 0, 0)",
+                      (bucket.name,))
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (bucket.tenant_id,))
 
         await self._write(tx)

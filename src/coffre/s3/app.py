@@ -29,6 +29,7 @@ from coffre.core.errors import (
     ServiceUnavailable,
     SignatureDoesNotMatch,
 )
+from coffre.core.metering import Meter
 from coffre.notify.service import Notifier
 from coffre.observability.instruments import Metrics
 from coffre.observability.logs import request_id_var
@@ -139,12 +140,13 @@ class S3App:
             # Handlers record a change only once it is committed (a PostObject redirect is a 303;
             # a failure after the commit still changed the bucket): its events follow it.
             await self.notifier.emit(ctx.b, ctx.changes, ctx.principal, request.remote, rid, self.host_id)
-        if self.audit is not None or self.metrics is not None:
-            event = s3_event(request, response, ctx, rid, started, code)
-            if self.audit is not None:  # after the commit; refused requests included
-                self.audit.record(event)
-            if self.metrics is not None:
-                self.metrics.request_done(timer, event.operation, event.status, event.bytes_in, event.bytes_out)
+        event = s3_event(request, response, ctx, rid, started, code)
+        if self.audit is not None:  # after the commit; refused requests included
+            self.audit.record(event)
+        if self.metrics is not None:
+            self.metrics.request_done(timer, event.operation, event.status, event.bytes_in, event.bytes_out)
+        if ctx is not None:  # metering: an in-memory increment, flushed to the store in batches
+            _meter(self.coffre.meter, ctx, event.status, event.bytes_in, event.bytes_out)
         if log.isEnabledFor(logging.DEBUG):  # presigned signatures in it are scrubbed by the log's filter
             log.debug("%s %s -> %d %s", method, request.raw_path, response.status, code or "")
         return response
@@ -240,6 +242,23 @@ class S3App:
                 doc.leaf(tag, _text(value) if isinstance(value, str) else value)
         doc.leaf("Resource", _text(resource)).leaf("RequestId", rid).leaf("HostId", self.host_id).close("Error")
         return web.Response(body=doc.bytes(), status=status, content_type="application/xml", headers=headers)
+
+
+def _meter(meter: Meter, ctx: Ctx, status: int, bytes_in: int, bytes_out: int) -> None:
+    """Count a request for billing: to the tenant owning the bucket it addressed (as AWS bills
+    the bucket owner, whoever calls), else to the caller's tenant (ListBuckets, CreateBucket,
+    a missing bucket). Anonymous requests that reach no tenant's bucket are nobody's."""
+    rec = ctx.bucket_record
+    if rec is not None:
+        tenant, bucket = rec.tenant_id, rec.name
+    elif ctx.principal is not None and ctx.principal.tenant_id:
+        tenant = ctx.principal.tenant_id
+        bucket = ctx.bucket if ctx.bucket is not None and ctx.operation == "CreateBucket" and status < 300 else ""
+    else:
+        return
+    # POST / unaddressed to a bucket is the IAM / STS Query API (free, as on AWS).
+    operation = "IAM" if ctx.bucket is None and ctx.request.method == "POST" else ctx.operation
+    meter.count(tenant, bucket, operation, status, bytes_in, bytes_out)
 
 
 def _text(value: str) -> str:
