@@ -1,5 +1,5 @@
-"""Root and tenant key rotation on a real server (the root key in a file, or in SoftHSM2 chosen by
-the settings): objects written before read back byte-identical with boto3, the raw metadata
+"""Root and tenant key rotation on a real server (the root key in a file, in SoftHSM2 or in a KMIP
+server, chosen by the settings): objects written before read back byte-identical with boto3, the raw metadata
 shows every wrapped key re-wrapped under the new versions, and the old versions retire."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from coffre.cli.admin import ApiError
 from tests.conftest import make_client
-from tests.keys.services import softhsm_token
+from tests.keys.services import kmip_server, softhsm_token
 from tests.server import ACCESS_KEY, OPERATOR_ACCESS_KEY, OPERATOR_SECRET_KEY, SECRET_KEY, TENANT, Server
 from tests.tenants import admin_client
 
@@ -52,15 +53,22 @@ def states(doc: dict[str, Any]) -> dict[int, str]:
     return {v["version"]: v["state"] for v in doc["versions"]}
 
 
-@pytest.fixture(params=["file", "pkcs11"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    e = {"COFFRE_MIN_PART_SIZE": "1024"}
+@pytest.fixture(params=["file", "pkcs11", "kmip"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    e = {"COFFRE_MIN_PART_SIZE": "1024", "COFFRE_KEY_RETIRE_GRACE_SECONDS": "0"}
     if request.param == "pkcs11":
         hsm = softhsm_token(tmp_path / "hsm")
         e.update({"COFFRE_KEY_PROVIDER": "pkcs11", "COFFRE_PKCS11_MODULE": hsm.module,
                   "COFFRE_PKCS11_TOKEN_LABEL": hsm.token_label, "COFFRE_PKCS11_PIN": hsm.pin,
                   "SOFTHSM2_CONF": hsm.conf})
-    return e
+    kmip = None
+    if request.param == "kmip":
+        kmip = kmip_server(tmp_path / "kmip")
+        e.update({"COFFRE_KEY_PROVIDER": "kmip", "COFFRE_KMIP_HOST": kmip.host, "COFFRE_KMIP_PORT": str(kmip.port),
+                  "COFFRE_KMIP_CERT": kmip.cert, "COFFRE_KMIP_KEY": kmip.key, "COFFRE_KMIP_CA": kmip.ca})
+    yield e
+    if kmip is not None:
+        kmip.stop()
 
 
 def test_root_and_tenant_rotation_keep_every_object_readable(tmp_path: Path, env: dict[str, str]) -> None:
@@ -140,8 +148,15 @@ def test_root_and_tenant_rotation_keep_every_object_readable(tmp_path: Path, env
                                   "COFFRE_ROOT_ACCESS_KEY": OPERATOR_ACCESS_KEY,
                                   "COFFRE_ROOT_SECRET_KEY": OPERATOR_SECRET_KEY, "HOME": "/nonexistent"})
         assert "retired" in out.stdout and "active" in out.stdout
-        # Nothing of the keys in the server log.
+        # Every step is in the audit trail: the operator's requests and the rotation's own steps.
+        srv.stop()
+        trail = "".join(p.read_text(errors="replace") for p in Path(data, "audit").rglob("*") if p.is_file())
+        for operation in ("RotateRootKey", "RetireRootKeyVersion", "RotateTenantKey", "RetireTenantKeyVersion",
+                          "KeyRotated", "KeysRewrapped", "KeyRetired"):
+            assert operation in trail, operation
+        # Nothing of the keys in the server log or the audit trail.
         log = Path(srv.log_path).read_text()
-        assert env.get("COFFRE_PKCS11_PIN", "\0") not in log
+        if "COFFRE_PKCS11_PIN" in env:
+            assert env["COFFRE_PKCS11_PIN"] not in log and env["COFFRE_PKCS11_PIN"] not in trail
     finally:
         srv.stop()

@@ -7,11 +7,16 @@ blob id as associated data, so a wrapped key cannot be moved to another blob.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from coffre.core.errors import AccountProblem
 from coffre.crypto.keys import KeyError_, KeyProvider, new_key, unwrap_with, wrap_with, wrapped_version
 from coffre.meta.base import MetadataStore
+
+# A gateway compares its cached tenant key versions with the metadata this often, so a rotation
+# or a retirement made through another gateway applies here within it (docs/keys.md).
+KEY_RECHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class Keyring:
         self.provider = provider
         self.meta = meta
         self._tenant_keys: dict[str, TenantKey] = {}
+        # When each cached tenant key's versions are next compared with the metadata (rotation).
+        self._checked: dict[str, float] = {}
 
     @staticmethod
     def tenant_context(tenant_id: str, version: int = 1) -> bytes:
@@ -49,7 +56,11 @@ class Keyring:
         not hold (another gateway rotated the tenant key), the versions are read again."""
         key = self._tenant_keys.get(tenant_id)
         if key is not None and (need is None or _named_version(need) in key.keys):
-            return key
+            if time.monotonic() < self._checked.get(tenant_id, 0.0):
+                return key
+            key = await self._recheck(key)
+            if key is not None:
+                return key
         tenant = await self.meta.get_tenant(tenant_id)
         if tenant is None:
             raise AccountProblem("The tenant of this request no longer exists.")
@@ -65,11 +76,26 @@ class Keyring:
             raise AccountProblem("The key of this tenant has been destroyed.")
         key = TenantKey(tenant_id, active, keys)
         self._tenant_keys[tenant_id] = key
+        self._checked[tenant_id] = time.monotonic() + KEY_RECHECK_SECONDS
+        return key
+
+    async def _recheck(self, key: TenantKey) -> TenantKey | None:
+        """A cached tenant key still current? Another gateway may have rotated or retired a version:
+        a new active version must wrap from now on here too, a retired one must stop wrapping.
+        One metadata read every KEY_RECHECK_SECONDS per tenant; None: load it again."""
+        rows = [r for r in await self.meta.list_key_versions(key.tenant_id)
+                if r.wrapped_key is not None and r.state in ("active", "retiring")]
+        active = max((r.version for r in rows if r.state == "active"), default=0)
+        if not rows or {r.version for r in rows} != set(key.keys) or active != key.active:
+            self.forget_tenant_key(key.tenant_id)
+            return None
+        self._checked[key.tenant_id] = time.monotonic() + KEY_RECHECK_SECONDS
         return key
 
     def forget_tenant_key(self, tenant_id: str) -> None:
         """Drop a cached tenant key (after a rotation, a retirement or a destruction)."""
         self._tenant_keys.pop(tenant_id, None)
+        self._checked.pop(tenant_id, None)
 
     @staticmethod
     def new_data_key(tenant_key: TenantKey | bytes, blob_id: str) -> tuple[bytes, bytes]:

@@ -77,13 +77,34 @@ def root_context(item: RootWrapped) -> bytes:
 
 class KeyRotation:
     def __init__(self, keyring: Keyring, meta: MetadataStore,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None, grace_seconds: float = 3600.0) -> None:
         self.keyring = keyring
         self.meta = meta
+        # A superseded version is retired only this long after it stopped being active: a write that
+        # began before (an upload in flight, a gateway that has not noticed the rotation yet) may
+        # still commit a key it wrapped (setting key_retire_grace_seconds).
+        self.grace_seconds = grace_seconds
         self.jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Called for each step (rotated, rewrapped, retired), to be audited by the layer above.
-        self.on_event = on_event or (lambda _name, _fields: None)
+        # Called for each step (rotated, rewrapped, retired), to be audited by the layer above;
+        # steps taken before it is set (a re-wrap resumed at start) wait for it.
+        self._listener = on_event
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def set_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        self._listener = listener
+        pending, self._pending = self._pending, []
+        for name, fields in pending:
+            self.on_event(name, fields)
+
+    def on_event(self, name: str, fields: dict[str, Any]) -> None:
+        if self._listener is None:
+            self._pending.append((name, fields))
+            return
+        try:
+            self._listener(name, fields)
+        except Exception:  # the record is best effort; the log says why
+            log.exception("could not record %s", name)
 
     @property
     def provider(self) -> Any:
@@ -288,10 +309,10 @@ class KeyRotation:
 
     async def retire(self, owner: str, version: int) -> None:
         """Make a superseded version unusable; refused while anything still names it."""
-        listed = {d["version"]: d["state"] for d in await self.versions(owner)}
-        state = listed.get(version)
-        if state is None:
+        listed = {d["version"]: d for d in await self.versions(owner)}
+        if version not in listed:
             raise NoSuchEntity(f"Key version {version} does not exist.")
+        state = listed[version]["state"]
         if state == "active":
             raise ValidationError("The active key version cannot be retired; rotate the key first.")
         if state in ("retired", "destroyed"):
@@ -299,6 +320,13 @@ class KeyRotation:
         task = self._tasks.get(owner)
         if task is not None and not task.done():
             raise DeleteConflict("The keys of this owner are being re-wrapped; retire once the job is done.")
+        newer = [d["created_at"] or 0.0 for v, d in listed.items() if v > version]
+        superseded = min(newer, default=0.0)  # when the next version appeared (and this one stopped wrapping)
+        wait = superseded + self.grace_seconds - time.time()
+        if wait > 0:
+            raise DeleteConflict(f"Key version {version} was superseded less than {self.grace_seconds:g} s ago "
+                                 f"(key_retire_grace_seconds): writes begun before may still name it. "
+                                 f"Retry in {int(wait) + 1} s.")
         refs = await self.references(owner, version)
         if refs:
             raise DeleteConflict(f"Key version {version} still wraps {refs} stored key(s); re-wrap them first "

@@ -19,6 +19,7 @@ import re
 import secrets
 import stat
 import threading
+import time
 from abc import ABC, abstractmethod
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +29,9 @@ VERSIONED = b"\x02"  # header byte of the versioned format, followed by a 4-byte
 HEADER_SIZE = 5
 KEY_SIZE = 32
 MAX_VERSION = 2**32 - 1
+# A provider re-reads the versions it holds at least this often before wrapping, so a rotation or a
+# retirement made by another gateway applies here within it (docs/keys.md, "Several gateways").
+REFRESH_SECONDS = 30.0
 
 
 class KeyError_(Exception):
@@ -105,6 +109,7 @@ class KeyProvider(ABC):
     def __init__(self) -> None:
         self._vlock = threading.Lock()
         self._versions: tuple[int, ...] = ()
+        self._refreshed = time.monotonic()
 
     def _load_versions(self) -> None:
         versions = tuple(sorted(self._list_versions()))
@@ -113,6 +118,8 @@ class KeyProvider(ABC):
 
     # -- the interface --
     def wrap(self, plaintext: bytes, context: bytes) -> bytes:
+        if time.monotonic() - self._refreshed > REFRESH_SECONDS:
+            self.refresh()
         version = self.active_version()
         header = version_header(version)
         return header + self._seal(version, plaintext, header + b"root|" + context)
@@ -146,6 +153,7 @@ class KeyProvider(ABC):
     def refresh(self) -> None:
         """Re-read the versions the provider holds (another gateway may have rotated or retired)."""
         self._load_versions()
+        self._refreshed = time.monotonic()
 
     def rotate(self) -> int:
         """Create a new key version, which wraps from now on; older versions still unwrap."""
