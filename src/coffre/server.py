@@ -7,12 +7,16 @@ import logging
 import os
 import signal
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from coffre.admin.app import AdminApp
 from coffre.audit.delivery import DeliveryService
+from coffre.audit.event import AuditEvent
 from coffre.audit.forward import Forwarder
 from coffre.audit.trail import AuditTrail
 from coffre.blob.base import BlobStore
@@ -100,6 +104,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     delivery.start()
     # Event notifications resume their queues before the first request, and deliver in the background.
     await notifier.start(coffre.meta)
+    # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
+    coffre.keys.set_listener(_key_audit(audit.record))
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
                                           audit.record).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)
@@ -135,6 +141,21 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await delivery.close()
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
+
+
+def _key_audit(record: Callable[[AuditEvent], None]) -> Callable[[str, dict[str, Any]], None]:
+    """Each step of a key rotation (KeyRotated, KeysRewrapped, KeyRetired) as an audit record of
+    principal "key-rotation"; the tenant is the owner of a tenant key, none for the root key."""
+    def on_step(operation: str, fields: dict[str, Any]) -> None:
+        owner = fields.get("owner")
+        record(AuditEvent(
+            time=time.time(), request_id=uuid.uuid4().hex[:16].upper(), principal="key-rotation",
+            tenant=None if owner in (None, "root") else str(owner), access_key=None, operation=operation,
+            bucket=None, key=f"version {fields['version']}" if "version" in fields else None, version_id=None,
+            status=200, error_code=None, bytes_in=0, bytes_out=0, source_ip=None, user_agent=None,
+            duration_ms=0, api="keys"))
+
+    return on_step
 
 
 def _bucket_owner(coffre: Coffre) -> Callable[[str], Awaitable[str | None]]:

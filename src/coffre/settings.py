@@ -42,6 +42,8 @@ class Settings:
     kmip_key: str = ""  # its private key
     kmip_ca: str = ""  # CA certificate that signed the server's
     kmip_key_name: str = "coffre-root"
+    # A superseded key version can be retired only this long after the rotation (writes in flight).
+    key_retire_grace_seconds: float = 3600.0
     # Allowed clock skew for signed requests, in seconds (AWS: 15 minutes).
     max_clock_skew: int = 900
     # Longest presigned URL validity accepted, in seconds (AWS: 7 days).

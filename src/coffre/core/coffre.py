@@ -70,7 +70,8 @@ class Coffre:
         self.meter = Meter(settings, meta, meta.clock)
         self.blobs = blobs
         self.keyring = Keyring(keys, meta)
-        self.keys = KeyRotation(self.keyring, meta)  # root and tenant key versions (docs/keys.md)
+        self.keys = KeyRotation(self.keyring, meta,  # root and tenant key versions (docs/keys.md)
+                                grace_seconds=settings.key_retire_grace_seconds)
         self.blobio = BlobIO(blobs, self.keyring, DEFAULT_SEGMENT_SIZE)
         self.buckets = BucketService(settings, meta)
         self.objects = ObjectService(settings, meta, self.blobio, self.buckets)
