@@ -242,6 +242,8 @@ def test_delivery_into_a_bucket(srv, a, b, b_creds, public_key, tmp_path):
     for i, (key, body) in enumerate(sorted(found.items())):
         assert key.startswith("trail/") and key.endswith(".jsonl")
         assert b"b-activity" not in body
+        for secret in (SECRET_KEY, b_creds[1], OPERATOR_SECRET_KEY, "Signature="):
+            assert secret.encode() not in body
         path = tmp_path / f"d{i}.jsonl"
         path.write_bytes(body)
         ok = verify_export(path, "--public-key", str(public_key))

@@ -205,6 +205,11 @@ class MissingContentLength(CoffreError):
     message = "You must provide the Content-Length HTTP header."
 
 
+# Lifecycle
+class NoSuchLifecycleConfiguration(CoffreError):
+    message = "The lifecycle configuration does not exist"
+
+
 # CORS and browser (POST) uploads
 class NoSuchCORSConfiguration(CoffreError):
     message = "The CORS configuration does not exist"

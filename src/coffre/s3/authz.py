@@ -74,6 +74,9 @@ ACTIONS: dict[str, Rule] = {
     "GetBucketCors": _b("s3:GetBucketCORS"),
     "PutBucketCors": _b("s3:PutBucketCORS"),
     "DeleteBucketCors": _b("s3:PutBucketCORS"),
+    "GetBucketLifecycleConfiguration": _b("s3:GetLifecycleConfiguration"),
+    "PutBucketLifecycleConfiguration": _b("s3:PutLifecycleConfiguration"),
+    "DeleteBucketLifecycle": _b("s3:PutLifecycleConfiguration"),  # AWS has no separate delete action
     "GetBucketTagging": _b("s3:GetBucketTagging"),
     "PutBucketTagging": _b("s3:PutBucketTagging"),
     "DeleteBucketTagging": _b("s3:PutBucketTagging"),

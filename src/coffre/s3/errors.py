@@ -37,6 +37,7 @@ STATUS: dict[type[e.CoffreError], tuple[int, str]] = {
     e.NoSuchTagSet: (404, "NoSuchTagSet"),
     e.MissingRequestBodyError: (400, "MissingRequestBodyError"),
     e.NoSuchCORSConfiguration: (404, "NoSuchCORSConfiguration"),
+    e.NoSuchLifecycleConfiguration: (404, "NoSuchLifecycleConfiguration"),
     e.CORSForbidden: (403, "AccessForbidden"),
     e.CORSBadRequest: (400, "BadRequest"),
     e.InvalidPolicyDocument: (400, "InvalidPolicyDocument"),
