@@ -390,3 +390,39 @@ def test_cli_exit_status(one_segment: Path, tmp_path_factory, capsys):
     empty = tmp_path_factory.mktemp("nolog")
     assert main(["audit", "verify", "--data-dir", str(empty)]) == 2  # no log at all
     assert main(["audit", "verify", "--log-dir", str(one_segment), "--public-key", str(empty / "x.pub")]) == 2
+
+
+def test_a_log_written_before_hash_version_2_still_verifies(one_segment: Path):
+    """An upgrade must not make the trail of an earlier coffre unverifiable: records without
+    ``hv`` use the earlier hash (SHA-256 of the record without ``hash``), and the chain runs on
+    through the records written after the upgrade."""
+    name = r.list_segments(str(one_segment))[-1]
+    signer = Signer.load_or_create(str(one_segment))
+    old: list[bytes] = []
+    prev = r.GENESIS
+    for raw in lines(one_segment, name):
+        rec = json.loads(raw)
+        rec.pop("hv")
+        rec.pop("hash")
+        rec["prev"] = prev
+        if rec["type"] in r.SIGNED:
+            rec.pop("sig")
+            rec["sig"] = signer.sign(rec)
+        rec["hash"] = r.digest(rec)  # without hv: the earlier formula
+        prev = rec["hash"]
+        old.append(r.canonical(rec) + b"\n")
+    write_lines(one_segment, name, old)
+    assert verify(str(one_segment), pub(one_segment)).ok
+    # The upgraded server appends to it with hash version 2; the whole chain verifies.
+    log = make_log(one_segment, clock=Clock(T0 + 100), checkpoint_records=8)
+    log.append([event(100 + i) for i in range(5)])
+    log.close()
+    rep = verify(str(one_segment), pub(one_segment))
+    assert rep.ok, rep.problem
+    recs = [json.loads(x) for n in r.list_segments(str(one_segment)) for x in lines(one_segment, n)]
+    assert {"hv" in x for x in recs} == {True, False}
+    # Tampering with an old record is still named.
+    tampered = lines(one_segment, name)
+    tampered[3] = tampered[3].replace(b'"key":"k2"', b'"key":"kX"')
+    write_lines(one_segment, name, tampered)
+    assert "seq 3" in problem(one_segment)

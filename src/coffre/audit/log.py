@@ -156,6 +156,7 @@ class AuditLog:
         assert self._f is not None
         rec["seq"] = self.seq + 1
         rec["prev"] = self.last_hash
+        rec["hv"] = r.HASH_VERSION
         if rec["type"] in r.SIGNED:
             rec["signer"] = self.signer.key_id
             rec["sig"] = self.signer.sign(rec)
