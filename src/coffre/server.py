@@ -33,6 +33,7 @@ from coffre.observability.instruments import Metrics
 from coffre.s3 import coffre_api
 from coffre.s3.app import S3App, make_server
 from coffre.s3.errors import status_and_code
+from coffre.s3.handlers.lifecycle import listener as lifecycle_listener
 from coffre.settings import Settings
 from coffre.tlsconfig import optional_server_context
 
@@ -106,6 +107,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await notifier.start(coffre.meta)
     # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
     coffre.keys.set_listener(_key_audit(audit.record))
+    # Lifecycle rules: applied in the background, each action audited (principal "lifecycle"),
+    # counted and notified; paused while the audit log refuses writes.
+    coffre.start_lifecycle(lifecycle_listener(audit.record, metrics, notifier),
+                           audit.accepting_writes if settings.audit_required else None)
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
                                           audit.record).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)

@@ -64,6 +64,10 @@ class Settings:
     # Blobs replaced, deleted or aborted are kept this long, so reads already streaming them finish.
     gc_release_delay_seconds: int = 900
     gc_interval_seconds: int = 300
+    # Lifecycle rules (issue #6): the length of a lifecycle "day" in seconds (shortened only for
+    # tests and demonstrations) and how often the worker looks at the buckets holding rules.
+    lifecycle_day_seconds: float = 86400.0
+    lifecycle_interval_seconds: float = 3600.0
     # Seconds a request body may stall (no byte received) before the request fails with RequestTimeout.
     body_idle_timeout: float = 20.0
     # Seconds an idle keep-alive connection stays open.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from coffre.blob.base import BlobStore
@@ -18,6 +19,7 @@ from coffre.core.iam import new_access_key_id as new_access_key_id  # moved to i
 from coffre.core.iam import new_secret_key as new_secret_key
 from coffre.core.identity import Operator, Principal
 from coffre.core.keyring import Keyring
+from coffre.core.lifecycle import LifecycleWorker, Listener
 from coffre.core.metering import Meter
 from coffre.core.multipart import MultipartService
 from coffre.core.objects import ObjectService
@@ -85,6 +87,8 @@ class Coffre:
         self.operators = OperatorService(meta, self.keyring, settings.admin_session_seconds, self.forget_key)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
+        self.lifecycle = LifecycleWorker(settings, meta, self.objects)
+        self._lifecycle_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self.meta.open()
@@ -95,6 +99,11 @@ class Coffre:
     async def close(self) -> None:
         await self.meter.close()  # after the last request, before the store closes: no counter lost
         await self.keys.close()
+        if self._lifecycle_task is not None:
+            self._lifecycle_task.cancel()
+            # A bucket's pass cut short keeps its cursor (and frees its lease) on the way out.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._lifecycle_task
         if self._gc_task is not None:
             self._gc_task.cancel()
             # Its failures were logged by the loop itself; a pass cut short resumes at next start.
@@ -223,6 +232,15 @@ class Coffre:
             Principal(tenant_id=tenant.id, canonical_id=tenant.canonical_id, name=rec.principal,
                       access_key_id=access_key_id, display_name=tenant.name, user_id=user_id, tags=tags),
             secret)
+
+    # -- lifecycle rules (core/lifecycle.py) --
+    def start_lifecycle(self, listener: Listener | None = None, may_act: Callable[[], bool] | None = None) -> None:
+        """Run the lifecycle worker in the background; ``listener`` hears of every action
+        (audit, metrics, notifications), ``may_act`` can pause it (audit log unavailable)."""
+        self.lifecycle.listener = listener
+        if may_act is not None:
+            self.lifecycle.may_act = may_act
+        self._lifecycle_task = asyncio.get_running_loop().create_task(self.lifecycle.run())
 
     # -- garbage collection --
     def start_gc(self) -> None:

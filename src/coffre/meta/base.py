@@ -11,6 +11,7 @@ from coffre.meta.records import (
     DekRef,
     GroupRecord,
     KeyVersionRecord,
+    LifecycleLease,
     ListPage,
     MeteredUsage,
     ObjectPartRecord,
@@ -477,3 +478,51 @@ class MetadataStore(ABC):
     @abstractmethod
     async def blob_referenced(self, blob_ids: Sequence[str]) -> set[str]:
         """Which of these blob ids a committed object version or uploaded part points at."""
+
+    # -- lifecycle (issue #6): the worker's scan, its leases, and actions that act only on what
+    #    the worker saw (each is a compare-and-set, so no object is acted on twice) --
+    @abstractmethod
+    async def list_bucket_configs(self, name: str, after: str = "", limit: int = 1000) -> list[tuple[str, str]]:
+        """(bucket, document) of the buckets holding configuration ``name``, bucket names
+        > ``after`` in order, at most ``limit``."""
+
+    @abstractmethod
+    async def lifecycle_acquire(self, bucket: str, holder: str, now: float, ttl: float) -> LifecycleLease | None:
+        """Take (or renew) the lifecycle lease of a bucket for ``holder`` until now + ttl.
+
+        Succeeds when no one holds it, its lease ran out before ``now``, or ``holder`` already
+        holds it; returns the lease with the stored cursor. None when another holder's lease
+        is still running."""
+
+    @abstractmethod
+    async def lifecycle_save(self, bucket: str, holder: str, cursor: str | None, now: float, ttl: float) -> bool:
+        """Store the cursor and extend the lease to now + ttl, if ``holder`` still holds it
+        (False otherwise: stop acting on the bucket)."""
+
+    @abstractmethod
+    async def lifecycle_release(self, bucket: str, holder: str, cursor: str | None,
+                                done_at: float | None) -> None:
+        """Give the lease up (if held by ``holder``), storing ``cursor``; ``done_at`` records
+        a finished pass."""
+
+    @abstractmethod
+    async def expire_version(self, bucket: str, key: str, version_id: str, *, last_modified: float,
+                             latest: bool, now: float, only_version: bool = False, min_newer_noncurrent: int = 0,
+                             successor_before: float | None = None) -> tuple[ObjectRecord | None, list[str]]:
+        """Remove one version for good if it is still what the worker saw, in one transaction.
+
+        It must exist with this ``last_modified``, be the latest version or not as ``latest``
+        says, be the key's only version when ``only_version``, have at least
+        ``min_newer_noncurrent`` noncurrent versions newer than it, and (``successor_before``)
+        the version right after it must have been written at or before that time (when it
+        became noncurrent). Returns (None, []) when any of this no longer holds; raises Locked
+        as delete_version (never bypassing governance). Otherwise the removed record and the
+        blob ids released, queued for GC; the newest remaining version becomes the latest."""
+
+    @abstractmethod
+    async def expire_latest(self, marker: ObjectRecord, version_id: str, last_modified: float) -> list[str] | None:
+        """Commit the delete marker ``marker`` as the latest version of its key if the latest is
+        still ``version_id`` written at ``last_modified`` and not a delete marker.
+
+        None when that no longer holds. A "null" marker replaces the stored "null" version (as
+        put_object does) and its blobs are returned, released."""

@@ -208,6 +208,21 @@ class VersionListPage:
     next_version_id_marker: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class LifecycleLease:
+    """The lifecycle worker's hold on one bucket (issue #6), and where its pass stands.
+
+    Only the holder acts on the bucket until ``until``; ``cursor`` is the domain layer's opaque
+    progress text (None: the next pass starts from the beginning), kept across restarts.
+    """
+
+    bucket: str
+    holder: str
+    until: float
+    cursor: str | None = None
+    last_done: float | None = None  # when a pass over the bucket last finished
+
+
 # -- identities and access control (issue #3) --
 
 @dataclass(frozen=True, slots=True)

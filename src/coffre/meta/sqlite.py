@@ -46,6 +46,7 @@ from coffre.meta.records import (
     DekRef,
     GroupRecord,
     KeyVersionRecord,
+    LifecycleLease,
     ListEntry,
     ListPage,
     MeteredUsage,
@@ -353,7 +354,20 @@ _MIGRATION_5: tuple[str, ...] = (
         PRIMARY KEY(hour, tenant_id, bucket)
     ) WITHOUT ROWID""",
 )
-_MIGRATION_6: tuple[str, ...] = ()  # lifecycle: worker state (issue #6)
+# Lifecycle (issue #6): one row per bucket the worker has visited: who holds its lease and
+# until when (one gateway acts on a bucket at a time), and where the current pass stands (the
+# cursor, so a restart resumes rather than rescans). The index serves the worker's scan for the
+# buckets holding a lifecycle configuration, without walking every bucket's documents.
+_MIGRATION_6: tuple[str, ...] = (
+    """CREATE TABLE lifecycle_state(
+        bucket TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        lease_until REAL NOT NULL,
+        cursor TEXT,
+        last_done REAL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX bucket_configs_name ON bucket_configs(name, bucket)",
+)
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: _MIGRATION_4,
                                            5: _MIGRATION_5, 6: _MIGRATION_6}
@@ -1440,6 +1454,7 @@ class SQLiteMetadataStore(MetadataStore):
                 c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
             c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
             c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
+            c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (name,))  # a new bucket starts afresh
             # Empty, so its usage is zero and the tenant's total is unchanged; the bucket's
             # quota goes with it (a new bucket of that name starts unlimited).
             c.execute("DELETE FROM bucket_usage WHERE bucket=?", (name,))
@@ -2016,3 +2031,84 @@ class SQLiteMetadataStore(MetadataStore):
             return found
 
         return await self._read(q)
+
+    # -- lifecycle (issue #6) --
+    async def list_bucket_configs(self, name: str, after: str = "", limit: int = 1000) -> list[tuple[str, str]]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT bucket, document FROM bucket_configs WHERE name=? AND bucket>? ORDER BY bucket LIMIT ?",
+            (name, after, limit)).fetchall())
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def lifecycle_acquire(self, bucket: str, holder: str, now: float, ttl: float) -> LifecycleLease | None:
+        def tx(c: sqlite3.Connection) -> LifecycleLease | None:
+            row = c.execute("SELECT holder, lease_until, cursor, last_done FROM lifecycle_state WHERE bucket=?",
+                            (bucket,)).fetchone()
+            if row is None:
+                c.execute("INSERT INTO lifecycle_state VALUES(?,?,?,NULL,NULL)", (bucket, holder, now + ttl))
+                return LifecycleLease(bucket, holder, now + ttl)
+            if row[0] != holder and row[1] > now:
+                return None
+            c.execute("UPDATE lifecycle_state SET holder=?, lease_until=? WHERE bucket=?", (holder, now + ttl, bucket))
+            return LifecycleLease(bucket, holder, now + ttl, row[2], row[3])
+
+        return await self._write(tx)
+
+    async def lifecycle_save(self, bucket: str, holder: str, cursor: str | None, now: float, ttl: float) -> bool:
+        def tx(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE lifecycle_state SET cursor=?, lease_until=? WHERE bucket=? AND holder=?",
+                             (cursor, now + ttl, bucket, holder)).rowcount == 1
+
+        return await self._write(tx)
+
+    async def lifecycle_release(self, bucket: str, holder: str, cursor: str | None,
+                                done_at: float | None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE lifecycle_state SET cursor=?, lease_until=0, last_done=COALESCE(?, last_done) "
+                      "WHERE bucket=? AND holder=?", (cursor, done_at, bucket, holder))
+
+        await self._write(tx)
+
+    async def expire_version(self, bucket: str, key: str, version_id: str, *, last_modified: float,
+                             latest: bool, now: float, only_version: bool = False, min_newer_noncurrent: int = 0,
+                             successor_before: float | None = None) -> tuple[ObjectRecord | None, list[str]]:
+        def tx(c: sqlite3.Connection) -> tuple[ObjectRecord | None, list[str]]:
+            kb = _kb(key)
+            row = c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=? AND version_id=?",
+                            (bucket, kb, version_id)).fetchone()
+            if row is None or row[8] != last_modified or bool(row[4]) != latest:
+                return None, []
+            oid = row[0]
+            if only_version and c.execute("SELECT 1 FROM objects WHERE bucket=? AND key=? AND id<>? LIMIT 1",
+                                          (bucket, kb, oid)).fetchone() is not None:
+                return None, []
+            if min_newer_noncurrent > 0:
+                n = c.execute("SELECT COUNT(*) FROM objects WHERE bucket=? AND key=? AND id>? AND is_latest=0",
+                              (bucket, kb, oid)).fetchone()[0]
+                if n < min_newer_noncurrent:
+                    return None, []
+            if successor_before is not None:
+                nxt = c.execute("SELECT last_modified FROM objects WHERE bucket=? AND key=? AND id>? "
+                                "ORDER BY id LIMIT 1", (bucket, kb, oid)).fetchone()
+                if nxt is None or nxt[0] > successor_before:
+                    return None, []
+            rec = _obj(row)
+            # Object Lock, read in this transaction: lifecycle never bypasses governance.
+            if rec.legal_hold or (rec.lock_until is not None and rec.lock_until > now):
+                raise Locked()
+            released = self._remove_version(c, bucket, oid, rec.blob_id, rec.size, rec.is_delete_marker)
+            if latest:
+                c.execute("UPDATE objects SET is_latest=1 WHERE id=(SELECT id FROM objects WHERE bucket=? "
+                          "AND key=? ORDER BY id DESC LIMIT 1)", (bucket, kb))
+            return rec, self._release(c, released)
+
+        return await self._write(tx)
+
+    async def expire_latest(self, marker: ObjectRecord, version_id: str, last_modified: float) -> list[str] | None:
+        def tx(c: sqlite3.Connection) -> list[str] | None:
+            row = c.execute("SELECT version_id, last_modified, is_delete_marker FROM objects "
+                            "WHERE bucket=? AND key=? AND is_latest=1", (marker.bucket, _kb(marker.key))).fetchone()
+            if row is None or row[0] != version_id or row[1] != last_modified or row[2]:
+                return None
+            return self._release(c, self._insert_object(c, marker, ()))
+
+        return await self._write(tx)
