@@ -30,7 +30,7 @@ class Settings:
     # The first operator's ("root") access key, for the admin API; generated and printed once when unset.
     root_access_key: str | None = field(default=None, repr=False)
     root_secret_key: str | None = field(default=None, repr=False)
-    # Where the root key lives (docs/keys.md): "file" (data_dir/root.key), "pkcs11" (an HSM) or "kmip".
+    # Where the root key lives (docs/keys.md): "file" (data_dir/root.key), "pkcs11" (an HSM), "kmip" or "external".
     key_provider: str = "file"
     pkcs11_module: str = ""  # the PKCS#11 library of the HSM
     pkcs11_token_label: str = ""
@@ -42,6 +42,11 @@ class Settings:
     kmip_key: str = ""  # its private key
     kmip_ca: str = ""  # CA certificate that signed the server's
     kmip_key_name: str = "coffre-root"
+    # key_provider = "external": the root key in a key service speaking docs/hyok-protocol.md.
+    root_key_service_url: str = ""
+    root_key_service_key_id: str = ""
+    root_key_service_token: str | None = field(default=None, repr=False)  # TOML or environment only
+    root_key_service_ca_file: str = ""  # PEM CA certificates of the service (default: the system's)
     # A superseded key version can be retired only this long after the rotation (writes in flight).
     key_retire_grace_seconds: float = 3600.0
     # Allowed clock skew for signed requests, in seconds (AWS: 15 minutes).

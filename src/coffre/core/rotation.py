@@ -28,7 +28,7 @@ from typing import Any
 
 from coffre.core.errors import DeleteConflict, NoSuchEntity, ValidationError
 from coffre.core.keyring import Keyring, TenantKey
-from coffre.crypto.keys import KeyError_, new_key, unwrap_with, wrap_with, wrapped_version
+from coffre.crypto.keys import KeyError_, KeyVersionError, new_key, unwrap_with, wrap_with, wrapped_version
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import AlreadyExists
 from coffre.meta.records import ROOT_KEY_OWNER, DekRef, KeyVersionRecord, RootWrapped
@@ -139,7 +139,10 @@ class KeyRotation:
 
     # -- rotation --
     async def rotate_root(self) -> int:
-        version: int = await asyncio.to_thread(self.provider.rotate)
+        try:
+            version: int = await asyncio.to_thread(self.provider.rotate)
+        except KeyVersionError as e:  # e.g. a key service that rotates its keys itself
+            raise ValidationError(f"The root key provider cannot rotate here: {e}") from None
         now = time.time()
         for v in self.provider.versions()[:-1]:
             await self.meta.set_key_version_state(ROOT_KEY_OWNER, v, "retiring", now)
@@ -333,7 +336,10 @@ class KeyRotation:
                                  "(rotate again resumes the job).")
         now = time.time()
         if owner == ROOT_KEY_OWNER:
-            await asyncio.to_thread(self.provider.retire, version)
+            try:
+                await asyncio.to_thread(self.provider.retire, version)
+            except KeyVersionError as e:
+                raise ValidationError(f"The root key provider cannot retire this version: {e}") from None
         await self.meta.set_key_version_state(owner, version, "retired", now)
         if owner != ROOT_KEY_OWNER:
             self.keyring.forget_tenant_key(owner)

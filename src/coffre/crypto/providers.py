@@ -1,7 +1,11 @@
 """The root key provider chosen in the settings (``key_provider``), built once at start.
 
-Secrets (the HSM PIN) come from the settings, which read them from the TOML file or the
-environment only and keep them out of their repr.
+``external`` is a key service speaking the hold-your-own-key protocol (docs/hyok-protocol.md), the
+one a tenant may bring for its own key, here holding the deployment's root key: the service
+rotates its key itself, so coffre's root rotation is refused with it.
+
+Secrets (the HSM PIN, the key service token) come from the settings, which read them from the
+TOML file or the environment only and keep them out of their repr.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Protocol
 
 from coffre.crypto.keys import FileKeyProvider, KeyProvider
 
-PROVIDERS = ("file", "pkcs11", "kmip")
+PROVIDERS = ("file", "pkcs11", "kmip", "external")
 
 
 class KeySettings(Protocol):
@@ -53,6 +57,18 @@ class KeySettings(Protocol):
     @property
     def kmip_key_name(self) -> str: ...
 
+    @property
+    def root_key_service_url(self) -> str: ...
+
+    @property
+    def root_key_service_key_id(self) -> str: ...
+
+    @property
+    def root_key_service_token(self) -> str | None: ...
+
+    @property
+    def root_key_service_ca_file(self) -> str: ...
+
 
 def build_provider(s: KeySettings) -> KeyProvider:
     kind = s.key_provider
@@ -66,4 +82,16 @@ def build_provider(s: KeySettings) -> KeyProvider:
         from coffre.crypto.kmip import KmipKeyProvider  # noqa: PLC0415 - needs PyKMIP
 
         return KmipKeyProvider(s.kmip_host, s.kmip_port, s.kmip_cert, s.kmip_key, s.kmip_ca, s.kmip_key_name)
+    if kind == "external":
+        from coffre.crypto.external import ExternalKeyConfig, ExternalKeyProvider  # noqa: PLC0415
+
+        if not s.root_key_service_url or not s.root_key_service_key_id or not s.root_key_service_token:
+            raise ValueError("the external key provider needs root_key_service_url, root_key_service_key_id and "
+                             "root_key_service_token")
+        ca_pem = None
+        if s.root_key_service_ca_file:
+            with open(s.root_key_service_ca_file, encoding="ascii") as fh:
+                ca_pem = fh.read()
+        config = ExternalKeyConfig(url=s.root_key_service_url, key_id=s.root_key_service_key_id, ca_pem=ca_pem)
+        return ExternalKeyProvider(config, s.root_key_service_token)
     raise ValueError(f"key_provider must be one of {', '.join(PROVIDERS)} (not {kind!r})")
