@@ -11,7 +11,6 @@ import pty
 import select
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -416,4 +415,40 @@ def test_progress_bar_on_a_terminal_and_silence_in_a_pipe(bucket, endpoint, cred
     assert res.stdout.decode().startswith("upload: ")
     res = run(["cp", f"s3://{bucket}/p", str(tmp_path / "q"), "-q"], endpoint, credentials, key_file)
     assert res.returncode == 0 and res.stdout == b"" and res.stderr == b""
-    time.sleep(0)  # (nothing timed here)
+
+
+def test_over_https_with_a_private_ca(tmp_path, key_file):
+    if os.environ.get("COFFRE_TEST_ENDPOINT"):
+        pytest.skip("starts its own HTTPS coffre server")
+    from tests.server import ACCESS_KEY, SECRET_KEY, Server
+
+    certs = tmp_path / "certs"
+    made = subprocess.run([sys.executable, "-m", "coffre", "dev-cert", "--out", str(certs)], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert made.returncode == 0, made.stderr
+    cert = str(certs / "coffre-dev.crt")
+    srv = Server(str(tmp_path / "data"), env={"COFFRE_TLS_CERT": cert,
+                                              "COFFRE_TLS_KEY": str(certs / "coffre-dev.key")}).start()
+    try:
+        endpoint = f"https://127.0.0.1:{srv.port}"
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", verify=cert,
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        s3.create_bucket(Bucket="cse-tls")
+        data = pattern(20 * MiB, b"tls")  # multipart, over TLS
+        src = write(tmp_path / "f", data)
+        creds = (ACCESS_KEY, SECRET_KEY)
+        res = run(["cp", src, "s3://cse-tls/f", "--ca-bundle", cert], endpoint, creds, key_file)
+        assert res.returncode == 0, res.stderr
+        res = run(["cp", "s3://cse-tls/f", str(tmp_path / "g"), "--range", "100-200"], endpoint, creds, key_file,
+                  env={"AWS_CA_BUNDLE": cert})
+        assert res.returncode == 0, res.stderr
+        assert (tmp_path / "g").read_bytes() == data[100:201]
+        assert s3.head_object(Bucket="cse-tls", Key="f")["Metadata"]["coffre-cse"] == "1"
+        # without the CA, the server is not trusted: refused at once, nothing sent
+        res = run(["cp", src, "s3://cse-tls/h"], endpoint, creds, key_file)
+        assert res.returncode == 2 and b"certificate is not trusted" in res.stderr
+        assert "Contents" not in s3.list_objects_v2(Bucket="cse-tls", Prefix="h")
+    finally:
+        srv.stop()

@@ -219,6 +219,10 @@ class S3Client:
                     if sent != length:
                         raise ValueError(f"the body was {sent} bytes, not {length}")
                 resp = conn.getresponse()
+            except ssl.SSLCertVerificationError as e:  # another attempt would fail the same way
+                conn.close()
+                raise ConnectionFailed(f"cannot reach {self.endpoint}: its certificate is not trusted "
+                                       f"({e.verify_message}); see --ca-bundle") from None
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 last_error = e
