@@ -452,3 +452,35 @@ def test_over_https_with_a_private_ca(tmp_path, key_file):
         assert "Contents" not in s3.list_objects_v2(Bucket="cse-tls", Prefix="h")
     finally:
         srv.stop()
+
+
+def test_passphrase_round_trip_sync_and_wrong_passphrase(s3, bucket, cli, key_file, tmp_path):
+    pfile = write(tmp_path / "pass", b"a long enough passphrase\n")
+    os.chmod(pfile, 0o600)
+    src = tmp_path / "src"
+    write(src / "a", pattern(SEG + 3, b"pp-a"))
+    write(src / "b", b"bee")
+    res = cli("sync", str(src), f"s3://{bucket}/pp/", "--passphrase-file", pfile)
+    assert res.stdout.decode().count("upload:") == 2
+    head = s3.head_object(Bucket=bucket, Key="pp/a")
+    assert head["Metadata"]["coffre-cse-algorithm"] == "2"
+    body = s3.get_object(Bucket=bucket, Key="pp/a")["Body"].read()
+    assert body[9] == 2 and pattern(SEG + 3, b"pp-a")[:32] not in body
+    # a second run (another salt for what it would write) finds nothing changed
+    res = cli("sync", str(src), f"s3://{bucket}/pp/", env={"COFFRE_CSE_PASSPHRASE": "a long enough passphrase"})
+    assert res.stdout == b""
+    out = tmp_path / "out"
+    cli("cp", f"s3://{bucket}/pp/a", str(out), "--range", f"{SEG}-", "--passphrase-file", pfile)
+    assert out.read_bytes() == pattern(SEG + 3, b"pp-a")[SEG:]
+    res = cli("cp", f"s3://{bucket}/pp/a", str(out), ok=False, env={"COFFRE_CSE_PASSPHRASE": "not the passphrase"})
+    assert res.returncode == 1 and b"the key does not open this object" in res.stderr
+    res = cli("cp", f"s3://{bucket}/pp/b", str(out), key=key_file, ok=False)
+    assert res.returncode == 1 and b"encrypted with a passphrase" in res.stderr
+    res = cli("cp", f"s3://{bucket}/pp/b", str(out), "--passphrase-file", pfile, key=key_file, ok=False)
+    assert res.returncode == 0 and out.read_bytes() == b"bee"  # the option wins over the environment
+    res = cli("cp", f"s3://{bucket}/pp/b", str(out), ok=False, key=key_file,
+              env={"COFFRE_CSE_PASSPHRASE": "a long enough passphrase"})
+    assert res.returncode == 2 and b"give one" in res.stderr
+    os.chmod(pfile, 0o644)
+    res = cli("cp", f"s3://{bucket}/pp/b", str(out), "--passphrase-file", pfile, ok=False)
+    assert res.returncode == 2 and b"readable by others" in res.stderr

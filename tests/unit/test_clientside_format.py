@@ -199,3 +199,31 @@ def test_subkeys_are_not_the_key():
     h = enc.header
     with pytest.raises(Exception):
         AESGCM(material).decrypt(h.wrap_nonce, h.wrapped_key, h.prefix())
+
+
+def test_passphrase_objects():
+    pp = cse.PassphraseKey("correct horse battery staple")
+    blob = encrypt(pp, b"by passphrase" * 1000)
+    h = cse.parse_header(blob)
+    assert h.algorithm == 2 and h.key_id == pp.writing_key().key_field  # the field holds the salt
+    # the documented derivation: scrypt(passphrase, salt, N=2^15, r=8, p=1) then the same subkeys
+    material = hashlib.scrypt(b"correct horse battery staple", salt=h.key_id, n=1 << 15, r=8, p=1,
+                              maxmem=64 * 1024 * 1024, dklen=32)
+    data_key = cse.UserKey(material)._wrap.decrypt(h.wrap_nonce, h.wrapped_key, h.prefix())
+    first = cse.Decryptor(h, data_key).decrypt_segment(0, blob[cse.HEADER_SIZE:cse.HEADER_SIZE + S + 16])
+    assert first == (b"by passphrase" * 1000)[:S]
+    # another instance (another salt for what it writes) reads it; a wrong passphrase does not
+    assert decrypt(cse.PassphraseKey("correct horse battery staple"), blob) == b"by passphrase" * 1000
+    with pytest.raises(cse.WrongKey, match="does not open this object"):
+        decrypt(cse.PassphraseKey("wrong horse battery staple"), blob)
+    # a key file does not open a passphrase object, nor the reverse, and says why
+    with pytest.raises(cse.WrongKey, match="encrypted with a passphrase"):
+        decrypt(cse.UserKey(os.urandom(32)), blob)
+    with pytest.raises(cse.WrongKey, match="encrypted with a key file"):
+        decrypt(pp, encrypt(cse.UserKey(os.urandom(32)), b"x"))
+    # objects one source writes share its salt (one derivation), not their data keys
+    other = encrypt(pp, b"y")
+    assert cse.parse_header(other).key_id == h.key_id and cse.parse_header(other).wrapped_key != h.wrapped_key
+    with pytest.raises(ValueError, match="at least 8"):
+        cse.PassphraseKey("short")
+    assert "horse" not in repr(pp)

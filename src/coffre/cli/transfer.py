@@ -1,8 +1,8 @@
 """``coffre cp``, ``coffre sync`` and ``coffre keygen``: copy files to and from any S3 endpoint,
 optionally encrypted on the client with a key the server never sees.
 
-Encryption is on when a key is given (``--key-file``, or the file named by ``COFFRE_CSE_KEY_FILE``)
-and off with ``--no-encrypt``; the format is docs/client-side-encryption.md
+Encryption is on when a key is given (``--key-file``, or the file named by ``COFFRE_CSE_KEY_FILE``;
+or a passphrase, ``--passphrase-file``) and off with ``--no-encrypt``; the format is docs/client-side-encryption.md
 (coffre.crypto.clientside). Files are read and written as streams: an upload encrypts segment by
 segment straight into the request body (a multipart upload above 16 MiB, 4 parts at a time), a
 download decrypts as it reads and writes to a temporary file renamed into place only once every
@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import sys
 import threading
 import time
@@ -46,7 +47,8 @@ SEGMENT_SIZE = cse.DEFAULT_SEGMENT_SIZE
 META_CSE = "x-amz-meta-coffre-cse"
 META_SIZE = "x-amz-meta-coffre-cse-plaintext-size"
 META_SEGMENT = "x-amz-meta-coffre-cse-segment-size"
-META_KEY_ID = "x-amz-meta-coffre-cse-key-id"
+META_KEY_ID = "x-amz-meta-coffre-cse-key-id"  # the header's key field: key id, or scrypt salt
+META_ALGORITHM = "x-amz-meta-coffre-cse-algorithm"
 # What sync compares: "hmac-sha256:<hex>" (keyed by the user's key) or "sha256:<hex>" unencrypted.
 META_DIGEST = "x-amz-meta-coffre-digest"
 
@@ -168,7 +170,7 @@ class FileChanged(TransferError):
 
 
 class Transfers:
-    def __init__(self, client: S3Client, key: cse.UserKey | None, *, allow_plaintext: bool = False,
+    def __init__(self, client: S3Client, key: cse.KeySource | None, *, allow_plaintext: bool = False,
                  raw: bool = False, progress: bool = False, quiet: bool = False, dry_run: bool = False) -> None:
         self.client, self.key = client, key
         self.allow_plaintext, self.raw = allow_plaintext, raw
@@ -180,18 +182,28 @@ class Transfers:
             print(line, flush=True)
 
     # -- digests (what sync compares) --
-    def _digester(self) -> hmac.HMAC | hashlib._Hash:
-        return self.key.digester() if self.key else hashlib.sha256()
-
     def _digest_label(self) -> str:
         return "hmac-sha256:" if self.key else "sha256:"
 
-    def local_digest(self, path: str) -> str:
-        d = self._digester()
+    @staticmethod
+    def local_digest(path: str, key: cse.UserKey | None) -> str:
+        """The digest ``sync`` compares: keyed by ``key`` (the one an object was or will be
+        encrypted with), or a plain SHA-256 without encryption."""
+        d: hmac.HMAC | hashlib._Hash = key.digester() if key is not None else hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(1024 * 1024):
                 d.update(chunk)
-        return self._digest_label() + d.hexdigest()
+        return ("hmac-sha256:" if key is not None else "sha256:") + d.hexdigest()
+
+    def _key_of(self, head: dict[str, str]) -> cse.UserKey | None:
+        """Our key as it opens the object described by ``head`` (its metadata): None when it
+        does not (another key, or metadata that does not say)."""
+        assert self.key is not None
+        try:
+            return self.key.reading_key(int(head.get(META_ALGORITHM, str(cse.ALG_AES256GCM_KEYFILE))),
+                                        bytes.fromhex(head.get(META_KEY_ID, "")))
+        except (cse.WrongKey, ValueError):
+            return None
 
     # -- upload --
     def upload(self, path: str, dest: S3Url) -> None:
@@ -205,13 +217,15 @@ class Transfers:
             before = os.fstat(fd)
             size = before.st_size
             # The digest is read first: the metadata goes with the first request, before the data.
-            digest = self.local_digest(path)
+            writer = self.key.writing_key() if self.key is not None else None
+            digest = self.local_digest(path, writer)
             headers = {"content-type": "application/octet-stream", META_DIGEST: digest}
             enc: cse.Encryptor | None = None
-            if self.key is not None:
-                enc = cse.new_object(self.key, size, SEGMENT_SIZE)
+            if writer is not None:
+                enc = cse.new_object(writer, size, SEGMENT_SIZE)
                 headers.update({META_CSE: str(cse.VERSION), META_SIZE: str(size),
-                                META_SEGMENT: str(SEGMENT_SIZE), META_KEY_ID: self.key.key_id.hex()})
+                                META_SEGMENT: str(SEGMENT_SIZE), META_KEY_ID: writer.key_field.hex(),
+                                META_ALGORITHM: str(writer.algorithm)})
             progress = Progress(os.path.basename(path), size, self.progress_stream)
             part = part_size_for(size)
             try:
@@ -437,7 +451,12 @@ class Transfers:
         if head is None or (META_CSE in head) != (self.key is not None):
             return False
         stored = head.get(META_DIGEST, "")
-        return bool(stored) and hmac.compare_digest(stored, self.local_digest(path))
+        if not stored:
+            return False
+        key = self._key_of(head) if self.key is not None else None
+        if self.key is not None and key is None:
+            return False  # another key: the file is sent again, encrypted with this one
+        return hmac.compare_digest(stored, self.local_digest(path, key))
 
     def local_matches(self, src: S3Url, path: str) -> bool:
         """Whether the local file at ``path`` already holds the object ``src``: same plaintext size,
@@ -456,7 +475,9 @@ class Transfers:
             return False
         stored = head.get(META_DIGEST, "")
         if stored and encrypted == (self.key is not None) and stored.startswith(self._digest_label()):
-            return hmac.compare_digest(stored, self.local_digest(path))
+            key = self._key_of(head) if self.key is not None else None
+            if self.key is None or key is not None:
+                return hmac.compare_digest(stored, self.local_digest(path, key))
         try:
             modified = parsedate_to_datetime(head.get("last-modified", "")).timestamp()
         except (TypeError, ValueError):
@@ -534,18 +555,42 @@ def _local_path(root: str, rel: str) -> str | None:
 
 
 # -- commands --
-def _user_key(args: argparse.Namespace) -> cse.UserKey | None:
+def _read_passphrase_file(path: str) -> str:
+    """The first line of a file that only its owner can read (it is as secret as a key file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise PermissionError(f"the passphrase file {path} is readable by others: chmod 600 {path}")
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    return raw.decode("utf-8").splitlines()[0] if raw.strip() else ""
+
+
+def _user_key(args: argparse.Namespace) -> cse.KeySource | None:
+    """The key: --key-file or --passphrase-file, else one of COFFRE_CSE_KEY_FILE,
+    COFFRE_CSE_PASSPHRASE_FILE, COFFRE_CSE_PASSPHRASE; two at once is an error, not a guess."""
     if args.no_encrypt:
-        if args.encrypt or args.key_file:
-            raise ValueError("--no-encrypt contradicts --encrypt and --key-file")
+        if args.encrypt or args.key_file or args.passphrase_file:
+            raise ValueError("--no-encrypt contradicts --encrypt, --key-file and --passphrase-file")
         return None
-    path = args.key_file or os.environ.get("COFFRE_CSE_KEY_FILE")
-    if not path:
+    given = [(n, v) for n, v in (("--key-file", args.key_file), ("--passphrase-file", args.passphrase_file)) if v]
+    if not given:
+        given = [(n, os.environ[n]) for n in ("COFFRE_CSE_KEY_FILE", "COFFRE_CSE_PASSPHRASE_FILE",
+                                              "COFFRE_CSE_PASSPHRASE") if os.environ.get(n)]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(n for n, _ in given)} both name a key: give one")
+    if not given:
         if args.encrypt:
             raise ValueError("--encrypt needs a key: --key-file PATH or COFFRE_CSE_KEY_FILE "
-                             "(make one with `coffre keygen PATH`)")
+                             "(make one with `coffre keygen PATH`), or a passphrase (--passphrase-file)")
         return None
-    return cse.UserKey.from_file(path)
+    name, value = given[0]
+    if name.endswith("key-file") or name == "COFFRE_CSE_KEY_FILE":
+        return cse.UserKey.from_file(value)
+    if name == "COFFRE_CSE_PASSPHRASE":
+        return cse.PassphraseKey(value)
+    return cse.PassphraseKey(_read_passphrase_file(value))
 
 
 def _transfers(args: argparse.Namespace) -> Transfers:
@@ -643,6 +688,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-bundle", help="PEM CA certificates for an https endpoint (env AWS_CA_BUNDLE)")
     p.add_argument("--key-file", help="client-side encryption key (made by `coffre keygen`; env COFFRE_CSE_KEY_FILE): "
                                       "encrypt uploads, decrypt downloads")
+    p.add_argument("--passphrase-file", help="encrypt / decrypt with a passphrase (the first line of this file, "
+                                             "mode 0600; env COFFRE_CSE_PASSPHRASE_FILE or COFFRE_CSE_PASSPHRASE) "
+                                             "instead of a key file")
     p.add_argument("--encrypt", action="store_true", help="refuse to run without a key")
     p.add_argument("--no-encrypt", action="store_true",
                    help="ignore any key: upload as is, download the bytes as stored")

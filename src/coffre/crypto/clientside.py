@@ -18,6 +18,8 @@ Why this shape:
   plaintext range maps to a ciphertext range that a ranged GET fetches alone.
 - A key id (derived from the user's key, never the key itself) tells "wrong key" apart from
   "tampered header", which makes errors clear.
+- A passphrase instead of a key file (algorithm 2) is stretched by scrypt with a salt kept in the
+  header's key field, so the layout and every rule above stay the same.
 
 Everything here is pure arithmetic on bytes: no I/O beyond reading a key file, no HTTP.
 """
@@ -36,10 +38,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 MAGIC = b"\x89CFRCSE\n"  # like PNG's: a high byte and a newline catch text-mode mangling
 VERSION = 1
 ALG_AES256GCM_KEYFILE = 1  # segments: AES-256-GCM; data key wrapped by AES-256-GCM under a key-file key
+ALG_AES256GCM_PASSPHRASE = 2  # the same, the key derived from a passphrase by scrypt (salt in the header)
+# scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB and a fraction of a second per derivation; derived once
+# per salt and per command (every object a command uploads shares its salt).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
+MIN_PASSPHRASE = 8
 TAG_SIZE = 16
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -74,8 +82,8 @@ class UnsupportedFormat(CseError):
 class WrongKey(CseError):
     """The user's key is not the one the object was encrypted with."""
 
-    def __init__(self) -> None:
-        super().__init__("the key does not open this object")
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("the key does not open this object" + (f" ({detail})" if detail else ""))
 
 
 class AuthenticationFailed(CseError):
@@ -91,16 +99,34 @@ def _hkdf(key: bytes, info: bytes, length: int = KEY_SIZE) -> bytes:
 
 
 class UserKey:
-    """The user's 256-bit key and the subkeys derived from it (one per purpose, never the key itself)."""
+    """The user's 256-bit key and the subkeys derived from it (one per purpose, never the key itself).
 
-    __slots__ = ("_wrap", "_digest", "key_id")
+    A key is also a key *source* (see PassphraseKey): ``writing_key`` gives the key that encrypts
+    new objects, ``reading_key`` the one that opens an object given its header's algorithm and key
+    field (the key id for a key file, the scrypt salt for a passphrase)."""
 
-    def __init__(self, material: bytes) -> None:
+    __slots__ = ("_wrap", "_digest", "key_id", "algorithm", "key_field")
+
+    def __init__(self, material: bytes, algorithm: int = ALG_AES256GCM_KEYFILE,
+                 key_field: bytes | None = None) -> None:
         if len(material) != KEY_SIZE:
             raise ValueError(f"a client-side encryption key is {KEY_SIZE} bytes, not {len(material)}")
         self._wrap = AESGCM(_hkdf(material, _INFO_WRAP))
         self._digest = _hkdf(material, _INFO_DIGEST)
         self.key_id = _hkdf(material, _INFO_KEY_ID, KEY_ID_SIZE)
+        self.algorithm = algorithm
+        # what the header's 16-byte key field holds for objects this key writes
+        self.key_field = self.key_id if key_field is None else key_field
+
+    def writing_key(self) -> UserKey:
+        return self
+
+    def reading_key(self, algorithm: int, key_field: bytes) -> UserKey:
+        if algorithm != ALG_AES256GCM_KEYFILE:
+            raise WrongKey("it was encrypted with a passphrase")
+        if not hmac.compare_digest(key_field, self.key_id):
+            raise WrongKey()
+        return self
 
     def __repr__(self) -> str:  # never the key
         return f"UserKey(id={self.key_id.hex()})"
@@ -126,6 +152,47 @@ class UserKey:
         whether a local file changed, without revealing a plain hash the server could test guesses
         against."""
         return hmac.new(self._digest, digestmod=hashlib.sha256)
+
+
+class PassphraseKey:
+    """A passphrase, stretched by scrypt with a random salt that the header carries.
+
+    One command writes every object with one salt (one derivation); reading derives once per
+    distinct salt met. Without a key id, a wrong passphrase and an altered header look alike."""
+
+    __slots__ = ("_passphrase", "_writing_salt", "_derived")
+
+    def __init__(self, passphrase: str) -> None:
+        if len(passphrase) < MIN_PASSPHRASE:
+            raise ValueError(f"a passphrase has at least {MIN_PASSPHRASE} characters")
+        self._passphrase = passphrase.encode("utf-8")
+        self._writing_salt = secrets.token_bytes(KEY_ID_SIZE)
+        self._derived: dict[bytes, UserKey] = {}
+
+    def __repr__(self) -> str:  # never the passphrase
+        return "PassphraseKey()"
+
+    @property
+    def key_id(self) -> bytes:
+        return self.writing_key().key_id
+
+    def _derive(self, salt: bytes) -> UserKey:
+        key = self._derived.get(salt)
+        if key is None:
+            material = Scrypt(salt=salt, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(self._passphrase)
+            key = self._derived[salt] = UserKey(material, ALG_AES256GCM_PASSPHRASE, salt)
+        return key
+
+    def writing_key(self) -> UserKey:
+        return self._derive(self._writing_salt)
+
+    def reading_key(self, algorithm: int, key_field: bytes) -> UserKey:
+        if algorithm != ALG_AES256GCM_PASSPHRASE:
+            raise WrongKey("it was encrypted with a key file")
+        return self._derive(key_field)
+
+
+KeySource = UserKey | PassphraseKey
 
 
 def write_key_file(path: str) -> None:
@@ -198,7 +265,7 @@ def parse_header(data: bytes) -> Header:
     if len(data) < HEADER_SIZE:
         raise AuthenticationFailed("the header (object too short)")
     magic, version, algorithm, log2, reserved, size, file_nonce, key_id, wrap_nonce = _FIXED.unpack_from(data)
-    if version != VERSION or algorithm != ALG_AES256GCM_KEYFILE:
+    if version != VERSION or algorithm not in (ALG_AES256GCM_KEYFILE, ALG_AES256GCM_PASSPHRASE):
         raise UnsupportedFormat(f"unsupported client-side encryption format (version {version}, "
                                 f"algorithm {algorithm})")
     if not MIN_LOG2 <= log2 <= MAX_LOG2 or reserved != 0 or size > MAX_PLAINTEXT_SIZE:
@@ -250,27 +317,29 @@ class Decryptor(_Segments):
             raise AuthenticationFailed(f"segment {index}") from None
 
 
-def new_object(key: UserKey, plaintext_size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Encryptor:
+def new_object(source: KeySource, plaintext_size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Encryptor:
     """A fresh data key and nonces for one object of ``plaintext_size`` bytes."""
     log2 = segment_size.bit_length() - 1
     if 1 << log2 != segment_size or not MIN_LOG2 <= log2 <= MAX_LOG2:
         raise ValueError("the segment size must be a power of two between 4 KiB and 16 MiB")
     if not 0 <= plaintext_size <= MAX_PLAINTEXT_SIZE:
         raise ValueError("object too large")
+    key = source.writing_key()
     data_key = secrets.token_bytes(KEY_SIZE)
-    unwrapped = Header(VERSION, ALG_AES256GCM_KEYFILE, segment_size, plaintext_size,
-                       secrets.token_bytes(NONCE_SIZE), key.key_id, secrets.token_bytes(NONCE_SIZE), b"")
+    unwrapped = Header(VERSION, key.algorithm, segment_size, plaintext_size,
+                       secrets.token_bytes(NONCE_SIZE), key.key_field, secrets.token_bytes(NONCE_SIZE), b"")
     wrapped = key._wrap.encrypt(unwrapped.wrap_nonce, data_key, unwrapped.prefix())
     return Encryptor(dataclasses.replace(unwrapped, wrapped_key=wrapped), data_key)
 
 
-def open_object(key: UserKey, header_bytes: bytes) -> Decryptor:
+def open_object(source: KeySource, header_bytes: bytes) -> Decryptor:
     """Authenticate a header with the user's key and return the object's decryptor."""
     header = parse_header(header_bytes)
-    if not hmac.compare_digest(header.key_id, key.key_id):
-        raise WrongKey()
+    key = source.reading_key(header.algorithm, header.key_id)
     try:
         data_key = key._wrap.decrypt(header.wrap_nonce, header.wrapped_key, header.prefix())
     except InvalidTag:
+        if header.algorithm == ALG_AES256GCM_PASSPHRASE:
+            raise WrongKey("or its header was altered") from None
         raise AuthenticationFailed("the header") from None
     return Decryptor(header, data_key)
