@@ -81,6 +81,9 @@ class Settings:
     # neither; when set, the listener speaks TLS only (policy in coffre/tlsconfig.py).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Accept SSE-C (customer-provided keys) over plain HTTP. Off: AWS refuses them there, since a
+    # key sent in clear must be considered leaked. For development and tests only.
+    allow_sse_c_over_http: bool = False
     # Log level: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
     # Log lines as JSON objects ("json"), plain text ("text"), or "auto": text on a terminal, JSON otherwise.

@@ -58,6 +58,7 @@ STATUS: dict[type[e.CoffreError], int] = {
     e.RequestTimeTooSkewed: 401, InvalidSession: 401, LoginFailed: 401,
     e.AccessDenied: 403, e.AccountProblem: 403,
     e.NoSuchEntity: 404,
+    e.KMSNotFound: 404,
     e.EntityAlreadyExists: 409, e.DeleteConflict: 409, e.LimitExceeded: 409,
     e.ServiceUnavailable: 503,
 }
@@ -591,6 +592,40 @@ class AdminApi:
             raise e.ValidationError("An operator cannot delete the access key this request is signed with.")
         await self.coffre.operators.delete_access_key(call.params["operator"], call.params["key"])
 
+    # -- SSE-KMS keys of a tenant (docs/keys.md) --
+    def _kms_json(self, tenant: TenantRecord, key_id: str, description: str, state: str,
+                  created_at: float | None) -> dict[str, Any]:
+        return {"key_id": key_id, "arn": self.coffre.objects.sse.key_arn(tenant.id, key_id),
+                "description": description, "state": state, "created_at": iso(created_at)}
+
+    async def create_kms_key(self, call: Call) -> Any:
+        tenant = await self._tenant(call)
+        rec = await self.coffre.objects.sse.create_key(tenant.id, str(call.body.get("description", "")))
+        return self._kms_json(tenant, rec.key_id, rec.description, rec.state, rec.created_at)
+
+    async def list_kms_keys(self, call: Call) -> Any:
+        tenant = await self._tenant(call)
+        sse = self.coffre.objects.sse
+        default_id = sse.default_key_id(tenant.id)
+        keys = await sse.list_keys(tenant.id)
+        made = next((k for k in keys if k.key_id == default_id), None)
+        default = self._kms_json(tenant, default_id, "default key (alias/aws/s3)",
+                                 made.state if made is not None else "Enabled",
+                                 made.created_at if made is not None else None)
+        return {"default_key": default, "kms_keys": [self._kms_json(tenant, k.key_id, k.description, k.state,
+                                                                    k.created_at)
+                                                     for k in keys if k.key_id != default_id]}
+
+    async def _kms_state(self, call: Call, enabled: bool) -> None:
+        tenant = await self._tenant(call)
+        await self.coffre.objects.sse.set_key_state(tenant.id, call.params["key"], enabled)
+
+    async def disable_kms_key(self, call: Call) -> None:
+        await self._kms_state(call, False)
+
+    async def enable_kms_key(self, call: Call) -> None:
+        await self._kms_state(call, True)
+
     # -- the table --
     def _routes(self) -> list[Route]:
         T = "/tenants/{tenant}"
@@ -714,6 +749,15 @@ class AdminApi:
                   "operators", self.list_operator_keys, response=ref("AccessKeyList")),
             Route("DELETE", "/operators/{operator}/keys/{key}", "DeleteOperatorKey", "Delete an operator's "
                   "access key", "operators", self.delete_operator_key, status=204),
+            Route("POST", T + "/kms-keys", "CreateKmsKey", "Create a KMS key of the tenant for SSE-KMS "
+                  "(x-amz-server-side-encryption-aws-kms-key-id)", "kms", self.create_kms_key,
+                  ref("KmsKeyCreate"), ref("KmsKey"), 201),
+            Route("GET", T + "/kms-keys", "ListKmsKeys", "The tenant's KMS keys (the default one first)", "kms",
+                  self.list_kms_keys, response=ref("KmsKeyList")),
+            Route("POST", T + "/kms-keys/{key}/disable", "DisableKmsKey", "Refuse the key for new writes and "
+                  "reads of what it encrypted, until enabled again", "kms", self.disable_kms_key, status=204),
+            Route("POST", T + "/kms-keys/{key}/enable", "EnableKmsKey", "Make a disabled KMS key usable again",
+                  "kms", self.enable_kms_key, status=204),
         ]
 
 

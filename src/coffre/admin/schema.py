@@ -118,6 +118,11 @@ COMPONENTS: dict[str, Schema] = {
     "AccessKey": ACCESS_KEY,
     "NewAccessKey": NEW_ACCESS_KEY,
     "AccessKeyList": obj({"access_keys": array(ref("AccessKey"))}, ("access_keys",)),
+    "KmsKey": obj({"key_id": STR, "arn": STR, "description": STR,
+                   "state": {"type": "string", "enum": ["Enabled", "Disabled"]}, "created_at": TIME},
+                  ("key_id", "arn", "state")),
+    "KmsKeyList": obj({"default_key": ref("KmsKey"), "kms_keys": array(ref("KmsKey"))}, ("default_key", "kms_keys")),
+    "KmsKeyCreate": obj({"description": {"type": "string", "maxLength": 256}}),
     "AccessKeyCreate": obj({
         "user": {"type": "string", "description": "a user of the tenant; absent or \"root\": the tenant root"},
         "access_key_id": {"type": "string", "description": "import an existing key (with its secret), e.g. when "

@@ -418,6 +418,25 @@ def whoami(c: AdminClient, a: argparse.Namespace) -> Result:
     return doc, f"operator {doc['operator']}" + (f" (key {doc['access_key_id']})" if doc.get("access_key_id") else "")
 
 
+def kms_key_create(c: AdminClient, a: argparse.Namespace) -> Result:
+    body = {"description": a.description} if a.description else {}
+    doc = c.call("POST", f"/tenants/{_t(a.tenant)}/kms-keys", body)
+    return doc, f"KMS key {doc['key_id']} of tenant {a.tenant}\n  {doc['arn']}"
+
+
+def kms_key_list(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("GET", f"/tenants/{_t(a.tenant)}/kms-keys")
+    return doc, _table([doc["default_key"], *doc["kms_keys"]], ["key_id", "state", "description", "arn"])
+
+
+def _kms_key_action(action: str) -> Any:
+    def run(c: AdminClient, a: argparse.Namespace) -> Result:
+        c.call("POST", f"/tenants/{_t(a.tenant)}/kms-keys/{_t(a.key_id)}/{action}")
+        return {"key_id": a.key_id, "state": "Enabled" if action == "enable" else "Disabled"}, \
+            f"KMS key {a.key_id} {action}d"
+    return run
+
+
 # -- key versions (docs/keys.md) --
 def _versions_path(a: argparse.Namespace) -> str:
     return f"/tenants/{_t(a.tenant)}/key-versions" if a.tenant else "/key-versions"
@@ -554,6 +573,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                help="a number (K, M, G, T suffixes for bytes) or 'none' for no limit")
 
     tenant_arg(cmd(groups, "usage", usage, "what a tenant stores, in total and per bucket"))
+
+    km = groups.add_parser("kms-key", help="SSE-KMS keys of a tenant").add_subparsers(dest="admin_cmd",
+                                                                                      required=True)
+    q = cmd(km, "create", kms_key_create, "create a KMS key (for x-amz-server-side-encryption-aws-kms-key-id)")
+    tenant_arg(q)
+    q.add_argument("--description", help="a note shown by list")
+    tenant_arg(cmd(km, "list", kms_key_list, "list the tenant's KMS keys, its default one first"))
+    for name in ("disable", "enable"):
+        q = cmd(km, name, _kms_key_action(name), f"{name} a KMS key")
+        tenant_arg(q)
+        q.add_argument("key_id")
 
     ks = groups.add_parser("keys", help="versions of the root key and of tenant keys: rotation, retirement"
                            ).add_subparsers(dest="admin_cmd", required=True)

@@ -19,11 +19,13 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from coffre.blob.base import BlobStore, Buffer, Piece, new_blob_id
 from coffre.core.checksums import Checksum
 from coffre.core.errors import EntityTooLarge, IncompleteBody
 from coffre.core.keyring import Keyring
+from coffre.crypto.keys import new_key
 from coffre.crypto.segments import HEADER_SIZE, TAG_SIZE, IntegrityError, SegmentDecryptor, SegmentEncryptor
 
 BATCH = 1 << 20  # plaintext gathered per write batch
@@ -38,6 +40,18 @@ class StoredBlob:
     size: int
     md5: bytes
     checksum: Checksum | None
+
+
+class KeyLayer(Protocol):
+    """An inner wrap of data keys under the tenant key's (SSE-C, SSE-KMS: coffre.core.sse).
+
+    ``seal`` turns a blob's data key into the material the tenant key then wraps; ``open``
+    reverses it (raising coffre.crypto.keys.KeyError_ when the layer's key is not the one used).
+    """
+
+    def seal(self, dek: bytes, blob_id: str) -> bytes: ...
+
+    def open(self, sealed: bytes, blob_id: str) -> bytes: ...
 
 
 class _Writer:
@@ -67,11 +81,18 @@ class BlobIO:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-cpu")
 
     async def write(self, tenant_id: str, body: AsyncIterable[Buffer], *, max_size: int,
-                    expected_size: int | None = None, checksum: Checksum | None = None) -> StoredBlob:
-        """Encrypt ``body`` into a new durable blob. Raises (and leaves nothing) on any failure."""
+                    expected_size: int | None = None, checksum: Checksum | None = None,
+                    layer: KeyLayer | None = None) -> StoredBlob:
+        """Encrypt ``body`` into a new durable blob. Raises (and leaves nothing) on any failure.
+
+        ``layer``: an inner wrap of the data key (SSE-C / SSE-KMS) under the tenant key's."""
         tenant_key = await self.keyring.tenant_key(tenant_id)
         blob_id = new_blob_id()
-        dek, wrapped = self.keyring.new_data_key(tenant_key, blob_id)
+        if layer is None:
+            dek, wrapped = self.keyring.new_data_key(tenant_key, blob_id)
+        else:
+            dek = new_key()
+            wrapped = self.keyring.wrap_data_key(tenant_key, layer.seal(dek, blob_id), blob_id)
         w = _Writer(dek, blob_id, self.segment_size, checksum)
         total = 0
 
@@ -101,7 +122,8 @@ class BlobIO:
         return StoredBlob(blob_id, wrapped, total, w.md5.digest(), checksum)
 
     async def read(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
-                   start: int = 0, end: int | None = None) -> AsyncIterator[bytearray | memoryview]:
+                   start: int = 0, end: int | None = None,
+                   layer: KeyLayer | None = None) -> AsyncIterator[bytearray | memoryview]:
         """Yield plaintext bytes [start, end) of one blob holding ``size`` plaintext bytes.
 
         Raises IntegrityError if the blob fails authentication or is shorter than
@@ -113,6 +135,8 @@ class BlobIO:
             return
         tenant_key = await self.keyring.tenant_key(tenant_id, need=wrapped_dek)
         dek = self.keyring.open_data_key(tenant_key, wrapped_dek, blob_id)
+        if layer is not None:
+            dek = layer.open(dek, blob_id)
         dec = SegmentDecryptor(dek, blob_id, size, self.segment_size)
         if size == 0:
             off, length = dec.ciphertext_span(0, 0)

@@ -239,6 +239,17 @@ class MaxPostPreDataLengthExceeded(CoffreError):
     message = "Your POST request fields preceeding the upload file was too large."
 
 
+# Server-side encryption (issue #4)
+class KMSNotFound(CoffreError):
+    """A KMS key id that names no key of the caller's tenant (another tenant's is unknown too)."""
+
+    message = "Invalid keyId"
+
+
+class KMSDisabled(CoffreError):
+    message = "The KMS key is disabled."
+
+
 # Authentication and authorisation
 class AccessDenied(CoffreError):
     message = "Access Denied"

@@ -7,6 +7,7 @@ blob id as associated data, so a wrapped key cannot be moved to another blob.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ class Keyring:
         self.provider = provider
         self.meta = meta
         self._tenant_keys: dict[str, TenantKey] = {}
+        self._secrets: dict[str, bytes] = {}
         # When each cached tenant key's versions are next compared with the metadata (rotation).
         self._checked: dict[str, float] = {}
 
@@ -101,10 +103,17 @@ class Keyring:
     def new_data_key(tenant_key: TenantKey | bytes, blob_id: str) -> tuple[bytes, bytes]:
         """A fresh data key for one blob, and its wrapped form to store in metadata."""
         dek = new_key()
+        return dek, Keyring.wrap_data_key(tenant_key, dek, blob_id)
+
+    @staticmethod
+    def wrap_data_key(tenant_key: TenantKey | bytes, material: bytes, blob_id: str) -> bytes:
+        """The tenant-key wrap of one blob's key material: the data key itself (SSE-S3), or the
+        data key already wrapped by an inner SSE-C / SSE-KMS layer (coffre.core.sse). The tenant
+        key is always the outer layer, so destroying it erases every object of the tenant."""
         if isinstance(tenant_key, TenantKey):  # the active version, named in the wrapped key
-            return dek, wrap_with(tenant_key.keys[tenant_key.active], dek, b"dek|" + blob_id.encode(),
-                                  version=tenant_key.active)
-        return dek, wrap_with(tenant_key, dek, b"dek|" + blob_id.encode())
+            return wrap_with(tenant_key.keys[tenant_key.active], material, b"dek|" + blob_id.encode(),
+                             version=tenant_key.active)
+        return wrap_with(tenant_key, material, b"dek|" + blob_id.encode())
 
     @staticmethod
     def open_data_key(tenant_key: TenantKey | bytes, wrapped: bytes, blob_id: str) -> bytes:
@@ -114,6 +123,25 @@ class Keyring:
                 raise KeyError_("the tenant key version that wrapped this data key is not available")
             return unwrap_with(kek, wrapped, b"dek|" + blob_id.encode())
         return unwrap_with(tenant_key, wrapped, b"dek|" + blob_id.encode())
+
+    async def deployment_secret(self, name: str) -> bytes:
+        """A 256-bit secret of the deployment for ``name`` (e.g. the SSE-C fingerprint key),
+        created on first use and stored only wrapped by the root key (setting "secret:<name>").
+        Cached for the life of the process, as tenant keys are."""
+        cached = self._secrets.get(name)
+        if cached is not None:
+            return cached
+        setting = "secret:" + name
+        context = b"deployment|" + name.encode()
+        stored = await self.meta.get_setting(setting)
+        if stored is None:
+            await self.meta.set_setting(setting, base64.b64encode(self.provider.wrap(new_key(), context)).decode())
+            # Read back: when two processes raced, both use whichever write landed last.
+            stored = await self.meta.get_setting(setting)
+            assert stored is not None
+        secret = self.provider.unwrap(base64.b64decode(stored), context)
+        self._secrets[name] = secret
+        return secret
 
     def wrap_secret(self, access_key_id: str, secret: str) -> bytes:
         return self.provider.wrap(secret.encode(), b"secret|" + access_key_id.encode())

@@ -42,6 +42,7 @@ from coffre.core.names import check_key
 from coffre.core.objectlock import LOCKED, LockRequest
 from coffre.core.objects import DEFAULT_CONTENT_TYPE, Integrity, ObjectService, WriteMeta, quota_exceeded
 from coffre.core.ranges import parse_copy_range
+from coffre.core.sse import CustomerKey
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import ConditionFailed, Locked, NotFound, QuotaExceeded
 from coffre.meta.records import (
@@ -156,6 +157,7 @@ class CopySpec:
     version_id: str | None
     conditions: ReadConditions
     range: str | None  # x-amz-copy-source-range, verbatim
+    customer: CustomerKey | None = None  # x-amz-copy-source-server-side-encryption-customer-*
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ class PartResult:
     checksum_algorithm: str
     checksum_value: str
     source: ObjectRecord | None = None  # UploadPartCopy's source
+    upload: UploadRecord | None = None  # the upload (its encryption is the part's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,9 @@ class MultipartService:
         check_key(key, self.settings.max_key_length)
         self.objects.check_write_meta(wm)
         algo, ctype = resolve_checksum(checksum_algorithm, checksum_type)
+        # Decided once for the upload (an SSE-C upload keeps the key's fingerprint: every part
+        # must come with that same key).
+        enc = await self.objects.sse.for_write(bucket, wm.sse)
         await self.objects.locks.for_write(bucket, wm.lock, time.time())  # refused now, not at completion
         headers = dict(wm.headers, **lock_headers(wm.lock))
         if wm.acl is not None:
@@ -232,14 +238,15 @@ class MultipartService:
             content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
             headers=headers,
             user_meta=wm.user_meta,
-            checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags))
+            checksum_algorithm=algo, checksum_type=ctype, storage_class=wm.storage_class, tags=dict(wm.tags),
+            sse=enc.record)
         await self.meta.create_upload(upload)
         return upload
 
     # -- parts --
     async def upload_part(self, principal: Principal, bucket_name: str, key: str, upload_id: str,
                           part_number: int, body: Body, *, content_length: int | None,
-                          integrity: Integrity) -> PartResult:
+                          integrity: Integrity, customer: CustomerKey | None = None) -> PartResult:
         bucket = await self.buckets.authorize(principal, bucket_name)
         check_part_number(part_number, self.settings.max_parts)
         if content_length is not None and content_length > self.settings.max_put_size:
@@ -255,16 +262,17 @@ class MultipartService:
         # another one than the upload's default, the upload's is computed alongside.
         extra = Checksum(algo) if declared is not None and declared != algo else None
         stream: Body = _TeeChecksum(body, extra) if extra is not None else body
+        enc = await self.objects.sse.for_part(upload, customer)
         stored = await self.objects.store(bucket.tenant_id, stream, content_length=content_length,
-                                          integrity=integrity, max_size=self.settings.max_put_size,
+                                          integrity=integrity, max_size=self.settings.max_put_size, layer=enc.layer,
                                           default_checksum=algo)
         assert stored.checksum is not None
         part_checksum = extra.b64() if extra is not None else stored.checksum.b64()
         part = PartRecord(upload_id=upload.upload_id, part_number=part_number, size=stored.size,
-                          etag=f'"{stored.md5.hex()}"', blob_id=stored.blob_id, dek=stored.dek,
+                          etag=enc.etag(stored.md5), blob_id=stored.blob_id, dek=stored.dek,
                           last_modified=time.time(), checksum=part_checksum)
         await self._commit_part(part)
-        return PartResult(part, stored.checksum.algorithm, stored.checksum.b64())
+        return PartResult(part, stored.checksum.algorithm, stored.checksum.b64(), upload=upload)
 
     async def _commit_part(self, part: PartRecord) -> None:
         try:
@@ -279,12 +287,15 @@ class MultipartService:
         await self.objects.release(released)
 
     async def upload_part_copy(self, principal: Principal, bucket_name: str, key: str, upload_id: str,
-                               part_number: int, source: CopySpec) -> PartResult:
+                               part_number: int, source: CopySpec,
+                               customer: CustomerKey | None = None) -> PartResult:
         bucket = await self.buckets.authorize(principal, bucket_name)
         check_part_number(part_number, self.settings.max_parts)
         upload = await self._upload(bucket.name, key, upload_id)
         src = await self.objects.copy_source(principal, source.bucket, source.key, source.version_id)
         source.conditions.check(src.etag, src.last_modified, copy_source=True)
+        src_layer = await self.objects.sse.for_read(src.tenant_id, src.sse, source.customer)
+        enc = await self.objects.sse.for_part(upload, customer)
         if source.range is not None:
             start, end = parse_copy_range(source.range, src.size)
         else:
@@ -294,24 +305,28 @@ class MultipartService:
                                  f"copy source: {self.settings.max_put_size}")
         algo, _ = effective_checksum(upload)
         # Decrypt the source range and re-encrypt it under a fresh data key: blobs are never shared.
-        stored = await self.objects.store(bucket.tenant_id, StreamBody(self.objects.open(src, start, end)),
+        stored = await self.objects.store(bucket.tenant_id,
+                                          StreamBody(self.objects.open(src, start, end, src_layer)),
                                           content_length=end - start, integrity=Integrity(),
-                                          max_size=self.settings.max_put_size, default_checksum=algo)
+                                          max_size=self.settings.max_put_size, default_checksum=algo,
+                                          layer=enc.layer)
         assert stored.checksum is not None
         part = PartRecord(upload_id=upload.upload_id, part_number=part_number, size=stored.size,
-                          etag=f'"{stored.md5.hex()}"', blob_id=stored.blob_id, dek=stored.dek,
+                          etag=enc.etag(stored.md5), blob_id=stored.blob_id, dek=stored.dek,
                           last_modified=time.time(), checksum=stored.checksum.b64())
         await self._commit_part(part)
-        return PartResult(part, algo, stored.checksum.b64(), src)
+        return PartResult(part, algo, stored.checksum.b64(), src, upload)
 
     # -- complete --
     async def complete_upload(self, principal: Principal, bucket_name: str, key: str, upload_id: str,
                               listed: Sequence[CompletedPart], *, if_match: str | None = None,
                               if_none_match: str | None = None, checksum_type: str | None = None,
                               whole_checksum: tuple[str, str] | None = None,
-                              mpu_object_size: int | None = None) -> ObjectRecord:
+                              mpu_object_size: int | None = None,
+                              customer: CustomerKey | None = None) -> ObjectRecord:
         bucket = await self.buckets.authorize(principal, bucket_name)
         upload = await self._upload(bucket.name, key, upload_id)
+        await self.objects.sse.check_complete(upload, customer)
         condition = await self.objects.precheck_write(bucket.name, key, if_match, if_none_match)
         if not listed:
             raise MalformedXML()
@@ -351,6 +366,7 @@ class MultipartService:
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.objects.version_for(bucket), size=total,
             etag=multipart_etag([p.etag for p in chosen]), last_modified=created, tenant_id=bucket.tenant_id,
+            sse=upload.sse,
             lock_mode=lock.mode, lock_until=lock.until, legal_hold=lock.legal_hold,
             owner=upload.owner, content_type=upload.content_type,
             headers={k: v for k, v in upload.headers.items() if k not in _INTERNAL_HEADERS},

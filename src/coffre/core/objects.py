@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from coffre.core import checksums
-from coffre.core.blobio import BlobIO, StoredBlob
+from coffre.core.blobio import BlobIO, KeyLayer, StoredBlob
 from coffre.core.body import Body, StreamBody
 from coffre.core.buckets import BucketService
 from coffre.core.checksums import Checksum
@@ -40,6 +40,7 @@ from coffre.core.errors import (
 from coffre.core.identity import Principal
 from coffre.core.names import check_key
 from coffre.core.objectlock import LOCKED, LockRequest, ObjectLockService
+from coffre.core.sse import CustomerKey, SseRequest, SseService
 from coffre.core.tagging import MAX_OBJECT_TAGS, check_tags, copy_tags
 from coffre.core.versioning import ENABLED, check_version_id, new_version_id, well_formed
 from coffre.meta.base import MetadataStore
@@ -71,6 +72,7 @@ class WriteMeta:
     user_meta: dict[str, str] = field(default_factory=dict)
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging, checked by check_write_meta
+    sse: SseRequest | None = None  # x-amz-server-side-encryption* (None: none given; the bucket default)
     # Decided by the access layer (S3 Object Ownership, requested ACL): the owning tenant's
     # canonical id (None: the writer's) and the stored ACL (None: the owner's full control).
     owner: str | None = None
@@ -114,6 +116,7 @@ class CopyRequest:
     if_match: str | None = None
     if_none_match: str | None = None
     tagging_directive: str = "COPY"  # COPY: the source's tags; REPLACE: ``wm.tags``
+    source_customer: CustomerKey | None = None  # x-amz-copy-source-server-side-encryption-customer-*
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ class ObjectService:
         self.meta = meta
         self.blobio = blobio
         self.buckets = buckets
+        self.sse = SseService(settings, meta, blobio.keyring)
         self.locks = ObjectLockService(meta, buckets)
 
     # -- helpers shared by writers (also used by multipart and copy) --
@@ -198,12 +202,14 @@ class ObjectService:
 
     async def store(self, tenant_id: str, body: Body, *, content_length: int | None,
                     integrity: Integrity, max_size: int | None = None,
-                    default_checksum: str | None = checksums.DEFAULT_ALGORITHM) -> StoredBlob:
+                    default_checksum: str | None = checksums.DEFAULT_ALGORITHM,
+                    layer: KeyLayer | None = None) -> StoredBlob:
         """Stream and verify a payload into a durable blob (not yet referenced by anything),
-        encrypted for ``tenant_id``: the bucket's tenant, whoever writes."""
+        encrypted for ``tenant_id``: the bucket's tenant, whoever writes (``layer``: the inner
+        SSE-C / SSE-KMS wrap of its data key)."""
         stored = await self.blobio.write(
             tenant_id, body, max_size=max_size or self.settings.max_put_size,
-            expected_size=content_length, checksum=self.new_checksum(integrity, default_checksum))
+            expected_size=content_length, checksum=self.new_checksum(integrity, default_checksum), layer=layer)
         try:
             self.verify(stored, integrity, body.trailers)
         except BaseException:
@@ -289,13 +295,15 @@ class ObjectService:
         lock = await self.locks.for_write(bucket, wm.lock, time.time(),
                                           has_digest=bool(integrity.content_md5 or integrity.checksum_algorithm))
         condition = await self.precheck_write(bucket.name, key, if_match, if_none_match)
-        stored = await self.store(bucket.tenant_id, body, content_length=content_length, integrity=integrity)
+        enc = await self.sse.for_write(bucket, wm.sse)
+        stored = await self.store(bucket.tenant_id, body, content_length=content_length, integrity=integrity,
+                                  layer=enc.layer)
         assert stored.checksum is not None
         created = time.time()
         lock = lock.at_creation(created)
         obj = ObjectRecord(
             bucket=bucket.name, key=key, version_id=self.version_for(bucket), size=stored.size,
-            etag=f'"{stored.md5.hex()}"', last_modified=created, tenant_id=bucket.tenant_id,
+            etag=enc.etag(stored.md5), last_modified=created, tenant_id=bucket.tenant_id, sse=enc.record,
             owner=wm.owner or principal.canonical_id, acl=wm.acl, content_type=wm.content_type or DEFAULT_CONTENT_TYPE,
             headers=wm.headers, user_meta=wm.user_meta, checksum_algorithm=stored.checksum.algorithm,
             checksum_value=stored.checksum.b64(), checksum_type="FULL_OBJECT", blob_id=stored.blob_id,
@@ -342,15 +350,16 @@ class ObjectService:
             raise InvalidRequest("The source of a copy request may not specifically refer to a delete marker "
                                  "by version id.") from e
 
-    async def open(self, obj: ObjectRecord, start: int = 0,
-                   end: int | None = None) -> AsyncIterator[bytearray | memoryview]:
+    async def open(self, obj: ObjectRecord, start: int = 0, end: int | None = None,
+                   layer: KeyLayer | None = None) -> AsyncIterator[bytearray | memoryview]:
         """Plaintext of ``obj`` over [start, end); ``obj`` must carry its parts if multipart.
+        ``layer``: the inner wrap of its data keys (SseService.for_read), None for SSE-S3.
 
         Every chunk is a buffer of its own (never reused), so a caller may keep it."""
         end = obj.size if end is None else end
         if obj.blob_id is not None:
             assert obj.dek is not None
-            async for chunk in self.blobio.read(obj.tenant_id, obj.blob_id, obj.dek, obj.size, start, end):
+            async for chunk in self.blobio.read(obj.tenant_id, obj.blob_id, obj.dek, obj.size, start, end, layer):
                 yield chunk
             return
         pos = 0
@@ -360,7 +369,7 @@ class ObjectService:
             if p_end <= start or p_start >= end:
                 continue
             async for chunk in self.blobio.read(obj.tenant_id, part.blob_id, part.dek, part.size,
-                                                max(start, p_start) - p_start, min(end, p_end) - p_start):
+                                                max(start, p_start) - p_start, min(end, p_end) - p_start, layer):
                 yield chunk
 
     async def delete_object(self, principal: Principal, bucket_name: str, key: str,
@@ -445,6 +454,7 @@ class ObjectService:
                                   value=req.directive)
         src = await self.copy_source(principal, src_bucket, src_key, src_version)
         src_conditions.check(src.etag, src.last_modified, copy_source=True)
+        src_layer = await self.sse.for_read(src.tenant_id, src.sse, req.source_customer)
         algo = req.checksum_algorithm or src.checksum_algorithm or checksums.DEFAULT_ALGORITHM
         same_key = src.bucket == bucket.name and src.key == dst_key and src.is_latest
         if same_key and req.directive == "COPY" and not req.other_changes \
@@ -464,14 +474,17 @@ class ObjectService:
         # The source's lock is not copied: the copy gets the request's, else the bucket's default.
         lock = await self.locks.for_write(bucket, req.wm.lock, time.time())
         condition = await self.precheck_write(bucket.name, dst_key, req.if_match, req.if_none_match)
-        stored = await self.store(bucket.tenant_id, StreamBody(self.open(src)), content_length=src.size,
-                                  integrity=Integrity(checksum_algorithm=algo))
+        # The destination is encrypted as the request (or the bucket default) says, never as the source.
+        enc = await self.sse.for_write(bucket, req.wm.sse)
+        stored = await self.store(bucket.tenant_id, StreamBody(self.open(src, layer=src_layer)),
+                                  content_length=src.size, integrity=Integrity(checksum_algorithm=algo),
+                                  layer=enc.layer)
         assert stored.checksum is not None
         created = time.time()
         lock = lock.at_creation(created)
         obj = ObjectRecord(
             bucket=bucket.name, key=dst_key, version_id=self.version_for(bucket), size=stored.size,
-            etag=f'"{stored.md5.hex()}"', last_modified=created, tenant_id=bucket.tenant_id,
+            etag=enc.etag(stored.md5), last_modified=created, tenant_id=bucket.tenant_id, sse=enc.record,
             lock_mode=lock.mode, lock_until=lock.until, legal_hold=lock.legal_hold,
             owner=req.wm.owner or principal.canonical_id, acl=req.wm.acl, content_type=content_type,
             headers=headers, user_meta=user_meta,

@@ -68,6 +68,9 @@ def root_context(item: RootWrapped) -> bytes:
         return b"secret|" + item.id.encode()
     if item.kind == "totp":
         return b"totp|" + item.id.encode()
+    if item.kind == "kms_key":  # coffre.core.sse.SseService: "kms|<tenant id>|<key id>"
+        tenant_id, key_id = item.id.split("/", 1)
+        return f"kms|{tenant_id}|{key_id}".encode()
     if item.kind == "setting":
         if item.id == "admin_session_key":
             return b"admin-session"

@@ -11,6 +11,7 @@ from coffre.meta.records import (
     DekRef,
     GroupRecord,
     KeyVersionRecord,
+    KmsKeyRecord,
     LifecycleLease,
     ListPage,
     MeteredUsage,
@@ -334,6 +335,27 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def get_bucket_config(self, bucket: str, name: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_bucket_encryption(self, name: str, document: str | None) -> None:
+        """Set (None: remove) a bucket's default encryption (BucketRecord.encryption), kept on
+        the bucket record because every write reads it. Raises NotFound."""
+
+    # -- tenants' KMS keys (SSE-KMS, issue #4) --
+    @abstractmethod
+    async def create_kms_key(self, key: KmsKeyRecord) -> None:
+        """Raises AlreadyExists when the key id is taken."""
+
+    @abstractmethod
+    async def get_kms_key(self, key_id: str) -> KmsKeyRecord | None: ...
+
+    @abstractmethod
+    async def list_kms_keys(self, tenant_id: str) -> list[KmsKeyRecord]:
+        """A tenant's keys, oldest first."""
+
+    @abstractmethod
+    async def set_kms_key_state(self, key_id: str, state: str) -> None:
+        """"Enabled" or "Disabled". Raises NotFound."""
 
     # -- objects --
     @abstractmethod

@@ -62,6 +62,40 @@ class BucketRecord:
     # JSON {"ownership": "BucketOwnerEnforced"|"BucketOwnerPreferred"|"ObjectWriter",
     #       "public_access_block": {...} | absent, "acl": [grants] | absent}; None = defaults.
     access: str | None = None
+    # Default encryption (PutBucketEncryption), JSON {"algorithm": "AES256"|"aws:kms",
+    # "kms_key_id": uuid|null, "bucket_key": bool}; None = SSE-S3. On the bucket row because
+    # every write reads it: a default in bucket_configs would cost each PUT one more read.
+    encryption: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SseRecord:
+    """How an object's (or upload's) data keys are wrapped beyond its tenant's key (issue #4).
+
+    None on a record means SSE-S3: the data keys are wrapped by the tenant key only.
+    ``algorithm``: "aws:kms" (an inner wrap under one of the tenant's KMS keys, bound to the
+    encryption context) or "SSE-C" (an inner wrap under a key derived from the customer's key,
+    which is never stored: only ``customer_check``, a random salt and a keyed HMAC of the key).
+    """
+
+    algorithm: str
+    kms_key_id: str | None = None  # the KMS key's id (a UUID), never a whole ARN
+    bucket_key: bool = False  # x-amz-server-side-encryption-bucket-key-enabled, as asked
+    customer_check: bytes | None = None  # SSE-C: salt || HMAC-SHA256(deployment secret, salt || key)
+    context_hash: bytes | None = None  # SSE-KMS: SHA-256 of the canonical encryption context
+
+
+@dataclass(frozen=True, slots=True)
+class KmsKeyRecord:
+    """A KMS key of a tenant (SSE-KMS): its default one, made on first use, or one created through
+    the admin API. Its material is its own random key, wrapped by the root key."""
+
+    key_id: str  # a UUID
+    tenant_id: str
+    wrapped_key: bytes  # wrapped by the deployment root key, context "kms|<tenant>|<key id>"
+    created_at: float
+    description: str = ""
+    state: str = "Enabled"  # "Enabled" | "Disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +137,7 @@ class ObjectRecord:
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # object tags (at most 10), key -> value
     acl: str | None = None  # JSON list of grants; None = the owner's full control only
+    sse: SseRecord | None = None  # server-side encryption beyond SSE-S3 (None: SSE-S3)
     # Object Lock: retention mode (LOCK_GOVERNANCE | LOCK_COMPLIANCE) and date (POSIX seconds),
     # both set or both None; legal hold: None (never set), False (OFF) or True (ON).
     lock_mode: str | None = None
@@ -131,6 +166,7 @@ class UploadRecord:
     checksum_type: str | None = None
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)  # given at creation, land on the completed object
+    sse: SseRecord | None = None  # asked at creation; every part is written under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +403,6 @@ class DekRef:
 class RootWrapped:
     """Material wrapped by the root key: a tenant key, an access key's secret, an operator's TOTP seed."""
 
-    kind: str  # "tenant" | "tenant_key" | "access_key" | "totp" | "setting"
-    id: str  # tenant id; "owner/version"; access key id; operator name; setting name
+    kind: str  # "tenant" | "tenant_key" | "access_key" | "totp" | "setting" | "kms_key"
+    id: str  # tenant id; "owner/version"; access key id; operator name; setting name; "tenant/key id"
     wrapped: bytes

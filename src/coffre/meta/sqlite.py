@@ -46,6 +46,7 @@ from coffre.meta.records import (
     DekRef,
     GroupRecord,
     KeyVersionRecord,
+    KmsKeyRecord,
     LifecycleLease,
     ListEntry,
     ListPage,
@@ -58,6 +59,7 @@ from coffre.meta.records import (
     QuotaRecord,
     RequestCounts,
     RootWrapped,
+    SseRecord,
     TenantRecord,
     UploadListPage,
     UploadRecord,
@@ -332,6 +334,31 @@ _MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / S
         PRIMARY KEY(owner, version)
     ) WITHOUT ROWID""",
     "INSERT INTO key_versions SELECT id, 1, 'active', wrapped_key, created_at, created_at FROM tenants",
+    # Server-side encryption of objects and uploads (NULL sse: SSE-S3, the tenant key alone):
+    # "aws:kms" with its key id, bucket-key flag and the SHA-256 of its encryption context, or
+    # "SSE-C" with the salted keyed fingerprint of the customer's key (never the key).
+    "ALTER TABLE objects ADD COLUMN sse TEXT",
+    "ALTER TABLE objects ADD COLUMN sse_kms_key TEXT",
+    "ALTER TABLE objects ADD COLUMN sse_bucket_key INTEGER",
+    "ALTER TABLE objects ADD COLUMN sse_c_check BLOB",
+    "ALTER TABLE objects ADD COLUMN sse_context BLOB",
+    "ALTER TABLE uploads ADD COLUMN sse TEXT",
+    "ALTER TABLE uploads ADD COLUMN sse_kms_key TEXT",
+    "ALTER TABLE uploads ADD COLUMN sse_bucket_key INTEGER",
+    "ALTER TABLE uploads ADD COLUMN sse_c_check BLOB",
+    "ALTER TABLE uploads ADD COLUMN sse_context BLOB",
+    # A bucket's default encryption (PutBucketEncryption), read with the bucket on every write.
+    "ALTER TABLE buckets ADD COLUMN encryption TEXT",
+    # Tenants' KMS keys (the default one and those created through the admin API), wrapped by the root key.
+    """CREATE TABLE kms_keys(
+        key_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        description TEXT NOT NULL,
+        state TEXT NOT NULL
+    )""",
+    "CREATE INDEX kms_keys_tenant ON kms_keys(tenant_id, created_at)",
 )
 # Metering (issue #5): each bucket's usage row learns when its bytes last changed ("since",
 # POSIX seconds, on the store's clock); every change first adds bytes-before x (now - since) to
@@ -377,9 +404,14 @@ _OBJ_COLS = (
     "owner, content_type, headers, user_meta, checksum_algorithm, checksum_value, checksum_type, "
     "blob_id, dek, parts_count, storage_class, tags, acl, lock_mode, lock_until, legal_hold"
 )
+# Server-side encryption columns (issue #4), last in both tables: read from position _OBJ_SSE /
+# _UPLOAD_SSE on, so the positions of the columns before them do not move.
+_SSE_COLS = "sse, sse_kms_key, sse_bucket_key, sse_c_check, sse_context"
+_OBJ_SSE = _OBJ_COLS.count(",") + 1
+_OBJ_COLS += ", " + _SSE_COLS
 _TENANT_COLS = "id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block"
 _KEY_COLS = "access_key_id, tenant_id, principal, wrapped_secret, status, created_at"
-_BUCKET_COLS = "name, tenant_id, region, created_at, versioning, object_lock, policy, access"
+_BUCKET_COLS = "name, tenant_id, region, created_at, versioning, object_lock, policy, access, encryption"
 _USER_COLS = "tenant_id, name, user_id, created_at, path, tags"
 _GROUP_COLS = "tenant_id, name, group_id, created_at, path"
 _POLICY_COLS = "tenant_id, name, policy_id, document, created_at, updated_at, path, description, default_version"
@@ -389,6 +421,9 @@ _UPLOAD_COLS = (
     "upload_id, bucket, key, tenant_id, owner, initiated, content_type, headers, user_meta, "
     "checksum_algorithm, checksum_type, storage_class, tags"
 )
+_UPLOAD_SSE = _UPLOAD_COLS.count(",") + 1
+_UPLOAD_COLS += ", " + _SSE_COLS
+_KMS_COLS = "key_id, tenant_id, wrapped_key, created_at, description, state"
 # What a listing shows, in ListEntry's order (key first): no JSON columns to decode.
 _LIST_COLS = "key, last_modified, etag, size, storage_class, owner, checksum_algorithm, checksum_type"
 _PART_COLS = "upload_id, part_number, size, etag, blob_id, dek, last_modified, checksum"
@@ -423,7 +458,22 @@ def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...]
         checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
         storage_class=row[20], tags=json.loads(row[21]), acl=row[22], parts=parts,
         lock_mode=row[23], lock_until=row[24], legal_hold=None if row[25] is None else bool(row[25]),
+        sse=_sse(row, _OBJ_SSE),
     )
+
+
+def _sse(row: sqlite3.Row | tuple[Any, ...], at: int) -> SseRecord | None:
+    if row[at] is None:
+        return None  # SSE-S3: nothing built for the plain objects that are most of them
+    return SseRecord(algorithm=row[at], kms_key_id=row[at + 1], bucket_key=bool(row[at + 2]),
+                     customer_check=None if row[at + 3] is None else bytes(row[at + 3]),
+                     context_hash=None if row[at + 4] is None else bytes(row[at + 4]))
+
+
+def _sse_values(sse: SseRecord | None) -> tuple[Any, ...]:
+    if sse is None:
+        return (None, None, None, None, None)
+    return (sse.algorithm, sse.kms_key_id, int(sse.bucket_key), sse.customer_check, sse.context_hash)
 
 
 def _locked(mode: str | None, until: float | None, legal_hold: int | None, bypass_governance: bool) -> bool:
@@ -479,6 +529,7 @@ def _upload(row: tuple[Any, ...]) -> UploadRecord:
         upload_id=row[0], bucket=row[1], key=_ks(row[2]), tenant_id=row[3], owner=row[4],
         initiated=row[5], content_type=row[6], headers=json.loads(row[7]), user_meta=json.loads(row[8]),
         checksum_algorithm=row[9], checksum_type=row[10], storage_class=row[11], tags=json.loads(row[12]),
+        sse=_sse(row, _UPLOAD_SSE),
     )
 
 
@@ -815,6 +866,9 @@ class SQLiteMetadataStore(MetadataStore):
                     for r in c.execute("SELECT access_key_id, wrapped_secret FROM access_keys")]
             out += [RootWrapped("totp", r[0], bytes(r[1]))
                     for r in c.execute("SELECT name, wrapped_totp FROM operators WHERE wrapped_totp IS NOT NULL")]
+            # Tenants' SSE-KMS keys (id "<tenant id>/<key id>").
+            out += [RootWrapped("kms_key", f"{r[0]}/{r[1]}", bytes(r[2]))
+                    for r in c.execute("SELECT tenant_id, key_id, wrapped_key FROM kms_keys")]
             # Root-wrapped secrets of the deployment, stored base64 in settings.
             out += [RootWrapped("setting", r[0], base64.b64decode(r[1])) for r in c.execute(
                 "SELECT name, value FROM settings WHERE name = 'admin_session_key' OR name LIKE 'secret:%'")]
@@ -837,6 +891,9 @@ class SQLiteMetadataStore(MetadataStore):
             if item.kind == "totp":
                 return int(c.execute("UPDATE operators SET wrapped_totp=? WHERE name=? AND wrapped_totp=?",
                                      (new, item.id, item.wrapped)).rowcount)
+            if item.kind == "kms_key":
+                return int(c.execute("UPDATE kms_keys SET wrapped_key=? WHERE key_id=? AND wrapped_key=?",
+                                     (new, item.id.split("/", 1)[1], item.wrapped)).rowcount)
             if item.kind == "setting":
                 return int(c.execute("UPDATE settings SET value=? WHERE name=? AND value=?", (
                     base64.b64encode(new).decode(), item.id, base64.b64encode(item.wrapped).decode())).rowcount)
@@ -1402,9 +1459,9 @@ class SQLiteMetadataStore(MetadataStore):
                 n = c.execute("SELECT COUNT(*) FROM buckets WHERE tenant_id=?", (bucket.tenant_id,)).fetchone()[0]
                 if n + 1 > quota[0]:
                     raise QuotaExceeded("tenant", bucket.tenant_id, "buckets", quota[0])
-            c.execute(f"INSERT INTO buckets({_BUCKET_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
+            c.execute(f"INSERT INTO buckets({_BUCKET_COLS}) VALUES(?,?,?,?,?,?,?,?,?)", (
                 bucket.name, bucket.tenant_id, bucket.region, bucket.created_at, bucket.versioning,
-                int(bucket.object_lock), bucket.policy, bucket.access))
+                int(bucket.object_lock), bucket.policy, bucket.access, bucket.encryption))
             c.execute("INSERT OR REPLACE INTO bucket_usage(bucket, bytes, objects) VALUES(?, 0, 0)",
                       (bucket.name,))
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (bucket.tenant_id,))
@@ -1414,7 +1471,8 @@ class SQLiteMetadataStore(MetadataStore):
     @staticmethod
     def _bucket(row: tuple[Any, ...]) -> BucketRecord:
         return BucketRecord(name=row[0], tenant_id=row[1], region=row[2], created_at=row[3],
-                            versioning=row[4], object_lock=bool(row[5]), policy=row[6], access=row[7])
+                            versioning=row[4], object_lock=bool(row[5]), policy=row[6], access=row[7],
+                            encryption=row[8])
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
         row = await self._point_read(lambda c: c.execute(
@@ -1478,6 +1536,46 @@ class SQLiteMetadataStore(MetadataStore):
         row = await self._read(lambda c: c.execute(
             "SELECT document FROM bucket_configs WHERE bucket=? AND name=?", (bucket, name)).fetchone())
         return None if row is None else str(row[0])
+
+    async def set_bucket_encryption(self, name: str, document: str | None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE buckets SET encryption=? WHERE name=?", (document, name)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
+
+    # -- tenants' KMS keys (issue #4) --
+    @staticmethod
+    def _kms(row: tuple[Any, ...]) -> KmsKeyRecord:
+        return KmsKeyRecord(key_id=row[0], tenant_id=row[1], wrapped_key=bytes(row[2]), created_at=row[3],
+                            description=row[4], state=row[5])
+
+    async def create_kms_key(self, key: KmsKeyRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM kms_keys WHERE key_id=?", (key.key_id,)).fetchone() is not None:
+                raise AlreadyExists(key.tenant_id)
+            c.execute(f"INSERT INTO kms_keys({_KMS_COLS}) VALUES(?,?,?,?,?,?)",
+                      (key.key_id, key.tenant_id, key.wrapped_key, key.created_at, key.description, key.state))
+
+        await self._write(tx)
+
+    async def get_kms_key(self, key_id: str) -> KmsKeyRecord | None:
+        row = await self._point_read(lambda c: c.execute(
+            f"SELECT {_KMS_COLS} FROM kms_keys WHERE key_id=?", (key_id,)).fetchone())
+        return None if row is None else self._kms(row)
+
+    async def list_kms_keys(self, tenant_id: str) -> list[KmsKeyRecord]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_KMS_COLS} FROM kms_keys WHERE tenant_id=? ORDER BY created_at, key_id",
+            (tenant_id,)).fetchall())
+        return [self._kms(r) for r in rows]
+
+    async def set_kms_key_state(self, key_id: str, state: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE kms_keys SET state=? WHERE key_id=?", (state, key_id)).rowcount == 0:
+                raise NotFound()
+
+        await self._write(tx)
 
     async def set_bucket_versioning(self, name: str, status: str) -> None:
         def tx(c: sqlite3.Connection) -> None:
@@ -1587,13 +1685,13 @@ class SQLiteMetadataStore(MetadataStore):
             released += cls._drop_row(c, same[0], same[1])
         c.execute("UPDATE objects SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (obj.bucket, key))
         cur = c.execute(
-            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO objects({_OBJ_COLS}) VALUES(NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (obj.bucket, key, obj.version_id, int(obj.is_delete_marker), obj.size, obj.etag,
              obj.last_modified, obj.tenant_id, obj.owner, obj.content_type, json.dumps(obj.headers),
              json.dumps(obj.user_meta), obj.checksum_algorithm, obj.checksum_value, obj.checksum_type,
              obj.blob_id, obj.dek, len(parts) if parts else obj.parts_count, obj.storage_class,
              json.dumps(obj.tags), obj.acl, obj.lock_mode, obj.lock_until,
-             None if obj.legal_hold is None else int(obj.legal_hold)))
+             None if obj.legal_hold is None else int(obj.legal_hold), *_sse_values(obj.sse)))
         if parts:
             oid = cur.lastrowid
             c.executemany("INSERT INTO object_parts VALUES(?,?,?,?,?,?,?)",
@@ -1871,10 +1969,11 @@ class SQLiteMetadataStore(MetadataStore):
     # -- multipart --
     async def create_upload(self, upload: UploadRecord) -> None:
         await self._write(lambda c: c.execute(
-            f"INSERT INTO uploads({_UPLOAD_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads({_UPLOAD_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (upload.upload_id, upload.bucket, _kb(upload.key), upload.tenant_id, upload.owner, upload.initiated,
              upload.content_type, json.dumps(upload.headers), json.dumps(upload.user_meta),
-             upload.checksum_algorithm, upload.checksum_type, upload.storage_class, json.dumps(upload.tags))))
+             upload.checksum_algorithm, upload.checksum_type, upload.storage_class, json.dumps(upload.tags),
+             *_sse_values(upload.sse))))
 
     async def get_upload(self, bucket: str, upload_id: str) -> UploadRecord | None:
         row = await self._read(lambda c: c.execute(

@@ -46,6 +46,7 @@ from coffre.s3.handlers import tagging, versioning  # noqa: F401  isort: skip
 from coffre.s3.handlers import cors as cors_handlers, post_object  # noqa: F401  isort: skip
 from coffre.s3.handlers import acl, ownership, policy, public_access  # noqa: F401  isort: skip
 from coffre.s3.handlers import notification  # noqa: F401  isort: skip
+from coffre.s3.handlers import encryption  # noqa: F401  isort: skip
 from coffre.s3.handlers import lifecycle as lifecycle_handlers  # noqa: F401  isort: skip
 from coffre.s3.handlers import objectlock  # noqa: F401  isort: skip
 

@@ -93,6 +93,9 @@ ACTIONS: dict[str, Rule] = {
     "GetBucketNotificationConfiguration": _b("s3:GetBucketNotification"),
     "PutBucketNotificationConfiguration": _b("s3:PutBucketNotification"),
     "GetBucketAcl": _b("s3:GetBucketAcl"),
+    "GetBucketEncryption": _b("s3:GetEncryptionConfiguration"),
+    "PutBucketEncryption": _b("s3:PutEncryptionConfiguration"),
+    "DeleteBucketEncryption": _b("s3:PutEncryptionConfiguration"),
     "PutBucketAcl": _b("s3:PutBucketAcl"),
     "GetObject": _o("s3:GetObject", "s3:GetObjectVersion"),
     "HeadObject": _o("s3:GetObject", "s3:GetObjectVersion"),
@@ -143,7 +146,8 @@ _COPIES = frozenset({"CopyObject", "UploadPartCopy"})  # a source bucket to ask 
 _LIST_OPS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"})
 # Request headers offered as s3:<name> condition keys when present.
 _HEADER_KEYS = ("x-amz-acl", "x-amz-content-sha256", "x-amz-server-side-encryption",
-                "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-storage-class", "x-amz-copy-source",
+                "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-server-side-encryption-customer-algorithm",
+                "x-amz-storage-class", "x-amz-copy-source",
                 "x-amz-metadata-directive", "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date",
                 "x-amz-object-lock-legal-hold", "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp",
                 "x-amz-grant-write-acp", "x-amz-grant-full-control", "x-amz-object-ownership")

@@ -54,6 +54,8 @@ STATUS: dict[type[e.CoffreError], tuple[int, str]] = {
     e.MissingContentLength: (411, "MissingContentLength"),
     e.RequestTimeout: (400, "RequestTimeout"),
     e.AccessDenied: (403, "AccessDenied"),
+    e.KMSNotFound: (400, "KMS.NotFoundException"),
+    e.KMSDisabled: (400, "KMS.DisabledException"),
     e.InvalidBucketState: (409, "InvalidBucketState"),
     e.ObjectLockConfigurationNotFoundError: (404, "ObjectLockConfigurationNotFoundError"),
     e.NoSuchObjectLockConfiguration: (404, "NoSuchObjectLockConfiguration"),

@@ -7,6 +7,7 @@ from aiohttp import web
 from coffre.core.errors import CoffreError, InvalidArgument, InvalidRequest
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers import encryption
 from coffre.s3.handlers.objects import http_date
 from coffre.s3.handlers.versioning import delete_marker_headers
 from coffre.s3.xml import Doc
@@ -62,6 +63,7 @@ async def get_object_attributes(ctx: Ctx) -> web.StreamResponse:
     except CoffreError as e:
         delete_marker_headers(ctx, e)
         raise
+    await encryption.read_layer(ctx, obj)  # an SSE-C object's attributes need its key, as on AWS
     rh = ctx.response_headers
     rh["Last-Modified"] = http_date(obj.last_modified)
     if obj.version_id != NULL_VERSION:

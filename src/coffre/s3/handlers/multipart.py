@@ -8,10 +8,11 @@ from aiohttp import web
 from coffre.core import checksums
 from coffre.core.errors import InvalidArgument, MalformedXML
 from coffre.core.multipart import CompletedPart, CopySpec, PartResult, effective_checksum
-from coffre.meta.records import NULL_VERSION, UploadRecord
+from coffre.meta.records import NULL_VERSION, SseRecord, UploadRecord
 from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
+from coffre.s3.handlers import encryption
 from coffre.s3.handlers.objects import committed, integrity, write_meta
 from coffre.s3.xml import Doc, iso8601, url_value
 
@@ -45,8 +46,8 @@ def _part_number(ctx: Ctx) -> int:
         raise InvalidArgument(msg, name="partNumber") from e
 
 
-def _sse(ctx: Ctx) -> None:
-    ctx.response_headers["x-amz-server-side-encryption"] = "AES256"
+def _sse(ctx: Ctx, record: SseRecord | None, tenant_id: str) -> None:
+    encryption.response_headers(ctx, record, tenant_id)
 
 
 def _owner(doc: Doc, tag: str, canonical_id: str) -> None:
@@ -57,9 +58,10 @@ def _owner(doc: Doc, tag: str, canonical_id: str) -> None:
 async def create_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     h = ctx.headers
     upload = await ctx.coffre.multipart.create_upload(
-        ctx.p, ctx.b, ctx.k, await authz.owned(ctx, write_meta(ctx)), checksum_algorithm=h.get("x-amz-checksum-algorithm"),
+        ctx.p, ctx.b, ctx.k, await authz.owned(ctx, await encryption.with_sse(ctx, write_meta(ctx))),
+        checksum_algorithm=h.get("x-amz-checksum-algorithm"),
         checksum_type=h.get("x-amz-checksum-type"))
-    _sse(ctx)
+    _sse(ctx, upload.sse, upload.tenant_id)
     if upload.checksum_algorithm is not None:
         ctx.response_headers["x-amz-checksum-algorithm"] = upload.checksum_algorithm
         ctx.response_headers["x-amz-checksum-type"] = upload.checksum_type or ""
@@ -70,7 +72,8 @@ async def create_multipart_upload(ctx: Ctx) -> web.StreamResponse:
 
 
 def _part_headers(ctx: Ctx, result: PartResult) -> None:
-    _sse(ctx)
+    if result.upload is not None:
+        _sse(ctx, result.upload.sse, result.upload.tenant_id)
     ctx.response_headers[checksums.header_name(result.checksum_algorithm)] = result.checksum_value
 
 
@@ -78,7 +81,7 @@ def _part_headers(ctx: Ctx, result: PartResult) -> None:
 async def upload_part(ctx: Ctx) -> web.StreamResponse:
     result = await ctx.coffre.multipart.upload_part(
         ctx.p, ctx.b, ctx.k, _upload_id(ctx), _part_number(ctx), ctx.body(),
-        content_length=ctx.payload_length(), integrity=integrity(ctx))
+        content_length=ctx.payload_length(), integrity=integrity(ctx), customer=encryption.customer(ctx))
     ctx.response_headers["ETag"] = result.part.etag
     _part_headers(ctx, result)
     return ctx.empty()
@@ -89,8 +92,9 @@ async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
     part_number = _part_number(ctx)
     src = parse_copy_source(ctx)
     spec = CopySpec(bucket=src.bucket, key=src.key, version_id=src.version_id, conditions=src.conditions,
-                    range=ctx.headers.get("x-amz-copy-source-range"))
-    result = await ctx.coffre.multipart.upload_part_copy(ctx.p, ctx.b, ctx.k, _upload_id(ctx), part_number, spec)
+                    range=ctx.headers.get("x-amz-copy-source-range"), customer=encryption.source_customer(ctx))
+    result = await ctx.coffre.multipart.upload_part_copy(ctx.p, ctx.b, ctx.k, _upload_id(ctx), part_number, spec,
+                                                         customer=encryption.customer(ctx))
     _part_headers(ctx, result)
     if result.source is not None and result.source.version_id != NULL_VERSION:
         ctx.response_headers["x-amz-copy-source-version-id"] = result.source.version_id
@@ -149,9 +153,9 @@ async def complete_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     obj = await ctx.coffre.multipart.complete_upload(
         ctx.p, ctx.b, ctx.k, _upload_id(ctx), listed, if_match=h.get("if-match"),
         if_none_match=h.get("if-none-match"), checksum_type=h.get("x-amz-checksum-type"),
-        whole_checksum=whole, mpu_object_size=mpu_size)
+        whole_checksum=whole, mpu_object_size=mpu_size, customer=encryption.customer(ctx))
     committed(ctx, "ObjectCreated:CompleteMultipartUpload", obj)
-    _sse(ctx)
+    _sse(ctx, obj.sse, obj.tenant_id)
     if obj.version_id != NULL_VERSION:
         ctx.response_headers["x-amz-version-id"] = obj.version_id
     doc = Doc("CompleteMultipartUploadResult")

@@ -25,6 +25,7 @@ from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.notify.events import Change
 from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers import encryption
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
 from coffre.s3.xml import iso8601
 
@@ -119,7 +120,7 @@ def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> No
         rh[name] = value
     for name, value in obj.user_meta.items():
         rh["x-amz-meta-" + name] = value
-    rh["x-amz-server-side-encryption"] = "AES256"
+    encryption.response_headers(ctx, obj.sse, obj.tenant_id)
     if obj.version_id != NULL_VERSION:
         rh["x-amz-version-id"] = obj.version_id
     if obj.storage_class != "STANDARD":
@@ -164,12 +165,13 @@ def read_conditions(ctx: Ctx) -> ReadConditions:
 async def put_object(ctx: Ctx) -> web.StreamResponse:
     integ = integrity(ctx)
     obj = await ctx.coffre.objects.put_object(
-        ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(), wm=await authz.owned(ctx, write_meta(ctx)),
+        ctx.p, ctx.b, ctx.k, ctx.body(), content_length=ctx.payload_length(),
+        wm=await authz.owned(ctx, await encryption.with_sse(ctx, write_meta(ctx))),
         integrity=integ, if_match=ctx.headers.get("if-match"), if_none_match=ctx.headers.get("if-none-match"))
     committed(ctx, "ObjectCreated:Put", obj)
     rh = ctx.response_headers
     rh["ETag"] = obj.etag
-    rh["x-amz-server-side-encryption"] = "AES256"
+    encryption.response_headers(ctx, obj.sse, obj.tenant_id)
     if obj.version_id != NULL_VERSION:
         rh["x-amz-version-id"] = obj.version_id
     if obj.checksum_algorithm and obj.checksum_value:
@@ -260,6 +262,7 @@ def _overrides(ctx: Ctx) -> dict[str, str]:
 async def get_object(ctx: Ctx) -> web.StreamResponse:
     overrides = _overrides(ctx)
     obj, span, part_number = await _resolve(ctx)
+    layer = await encryption.read_layer(ctx, obj)
     whole = span is None or (span == (0, obj.size) and part_number is None)
     object_headers(ctx, obj, checksum=whole and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
     await lock_headers(ctx, obj)
@@ -271,7 +274,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
     length = end - start
     if length <= SMALL_BODY:
-        chunks = [c async for c in ctx.coffre.objects.open(obj, start, end)]
+        chunks = [c async for c in ctx.coffre.objects.open(obj, start, end, layer)]
         # Usually one decrypted buffer: sent as it is, not copied by a join.
         data = chunks[0] if len(chunks) == 1 and not isinstance(chunks[0], memoryview) else b"".join(chunks)
         resp = web.Response(body=data, status=status, headers=ctx.response_headers)
@@ -282,7 +285,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     stream.content_length = length
     await stream.prepare(ctx.request)
     try:
-        async for chunk in ctx.coffre.objects.open(obj, start, end):
+        async for chunk in ctx.coffre.objects.open(obj, start, end, layer):
             await stream.write(chunk)
     except Exception:
         # The status line and part of the body are already sent, so no error response can
@@ -300,6 +303,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
 async def head_object(ctx: Ctx) -> web.StreamResponse:
     overrides = _overrides(ctx)
     obj, span, part_number = await _resolve(ctx)
+    await encryption.read_layer(ctx, obj)  # an SSE-C object's HEAD needs its key too
     object_headers(ctx, obj, checksum=ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
                    and part_number is None and span is None)
     await lock_headers(ctx, obj)

@@ -38,6 +38,7 @@ from coffre.core.objects import STORED_HEADERS, Integrity, WriteMeta
 from coffre.meta.records import NULL_VERSION
 from coffre.s3 import authz, routing, sigv4
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers import encryption
 from coffre.s3.handlers.objects import committed
 from coffre.s3.xml import Doc
 
@@ -240,6 +241,7 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
     await authz.authorize_post(ctx, key, form)
     acl_fields = {"x-amz-acl": form["acl"]} if "acl" in form else {}
     wm = await authz.owned(ctx, _write_meta(form), acl_fields)
+    wm.sse = encryption.write_request(ctx, form)
     body = _FileBody(ctx, file_part, policy.length_range() if policy is not None else None)
     integ = Integrity(content_md5=form.get("content-md5"))
     try:
@@ -249,6 +251,7 @@ async def post_object(ctx: Ctx) -> web.StreamResponse:
         size = await body.drain()
         raise EntityTooLarge(str(e), size=size, max=e.fields.get("max")) from e
     committed(ctx, "ObjectCreated:Post", obj)
+    encryption.response_headers(ctx, obj.sse, obj.tenant_id, form)
     drained = True
     try:
         # Fields after the file are ignored; read them so the connection can carry the next request.
@@ -265,7 +268,6 @@ def _answer(ctx: Ctx, form: dict[str, str], key: str, etag: str, version_id: str
     rh = ctx.response_headers
     rh["ETag"] = etag
     rh["Location"] = _object_url(ctx, key)
-    rh["x-amz-server-side-encryption"] = "AES256"
     if version_id != NULL_VERSION:
         rh["x-amz-version-id"] = version_id
     target = form.get("success_action_redirect") or form.get("redirect")
