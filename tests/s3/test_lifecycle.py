@@ -396,12 +396,12 @@ def test_suspended_tenant_is_left_alone(fast):
     s3 = make_client(fast.endpoint, create_tenant(fast, name))
     b = new_bucket(s3)
     s3.put_object(Bucket=b, Key="k", Body=b"x")
-    put_rules(s3, b, [{"ID": "cur", "Filter": {"Prefix": "k"}, "Status": "Enabled", "Expiration": EXPIRE_1}])
+    put_rules(s3, b, [{"ID": "cur", "Filter": {"Prefix": "k"}, "Status": "Enabled", "Expiration": {"Days": 3}}])
     wait_until(lambda: keys(s3, b) == [])  # the rule works for this tenant
-    # k2 is due at least one (one-second) day after it is written: the suspension comes first.
+    # k2 is due at least three (one-second) days after it is written: the suspension comes first.
     s3.put_object(Bucket=b, Key="k2", Body=b"x")
     tenant_status(fast, name, "suspend")
-    time.sleep(3.0)  # k2 is due by now, and many passes go by
+    time.sleep(5.0)  # k2 is due by now, and many passes go by
     assert [r["key"] for r in lifecycle_audit(fast.data_dir, b)] == ["k"]
     tenant_status(fast, name, "resume")
     wait_until(lambda: keys(s3, b) == [])
