@@ -329,6 +329,8 @@ def test_kms_keys_are_scoped_to_their_tenant(sse_server, s3c, bkt, tenant_id):
     with pytest.raises(ClientError) as e:
         s3c.get_object(Bucket=bkt, Key="own")
     assert _error(e)[:2] == (400, "KMS.DisabledException")
+    # Describing the object opens nothing: HEAD still answers, with the key's ARN.
+    assert s3c.head_object(Bucket=bkt, Key="own")["SSEKMSKeyId"] == mine["arn"]
     with pytest.raises(ClientError) as e:
         s3c.put_object(Bucket=bkt, Key="own2", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=mine["arn"])
     assert _error(e)[:2] == (400, "KMS.DisabledException")

@@ -398,9 +398,12 @@ class SseService:
         return Encryption(SseRecord(SSE_KMS, kms_key_id=key_id, bucket_key=bool(bucket_key), context_hash=ctx_hash),
                           KmsLayer(material, key_id, ctx_hash))
 
-    async def for_read(self, tenant_id: str, sse: SseRecord | None, customer: CustomerKey | None) -> KeyLayer | None:
+    async def for_read(self, tenant_id: str, sse: SseRecord | None, customer: CustomerKey | None,
+                       decrypt: bool = True) -> KeyLayer | None:
         """The inner wrap to open an object's data keys with, checking the SSE-C key a read
-        carries (400 without one, 403 for a wrong one, as AWS answers)."""
+        carries (400 without one, 403 for a wrong one, as AWS answers). ``decrypt`` False (HEAD,
+        GetObjectAttributes): the SSE-C key is still checked, but no KMS key is touched, so a
+        disabled KMS key still lets its objects be described, as on AWS."""
         if sse is None:
             if customer is not None:
                 raise InvalidRequest(NOT_APPLICABLE)
@@ -413,7 +416,7 @@ class SseService:
             return CustomerLayer(customer.key)
         if customer is not None:
             raise InvalidRequest(NOT_APPLICABLE)
-        if sse.algorithm == SSE_KMS and sse.kms_key_id is not None:
+        if sse.algorithm == SSE_KMS and sse.kms_key_id is not None and decrypt:
             material = await self._material(tenant_id, sse.kms_key_id)
             return KmsLayer(material, sse.kms_key_id, sse.context_hash or context_hash(None))
         return None

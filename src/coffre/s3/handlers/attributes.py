@@ -63,7 +63,7 @@ async def get_object_attributes(ctx: Ctx) -> web.StreamResponse:
     except CoffreError as e:
         delete_marker_headers(ctx, e)
         raise
-    await encryption.read_layer(ctx, obj)  # an SSE-C object's attributes need its key, as on AWS
+    await encryption.read_layer(ctx, obj, decrypt=False)  # an SSE-C object's attributes need its key, as on AWS
     rh = ctx.response_headers
     rh["Last-Modified"] = http_date(obj.last_modified)
     if obj.version_id != NULL_VERSION:

@@ -53,11 +53,12 @@ def source_customer(ctx: Ctx) -> CustomerKey | None:
     return customer(ctx, sse.COPY_SOURCE_CUSTOMER_PREFIX)
 
 
-async def read_layer(ctx: Ctx, obj: ObjectRecord) -> KeyLayer | None:
+async def read_layer(ctx: Ctx, obj: ObjectRecord, decrypt: bool = True) -> KeyLayer | None:
     """Check the SSE-C key a read carries against the object's (400 / 403 as AWS answers) and
-    return the inner wrap to open it with; costs nothing for an SSE-S3 object read without one."""
-    layer = await ctx.coffre.objects.sse.for_read(obj.tenant_id, obj.sse, customer(ctx))
-    if obj.sse is not None and obj.sse.algorithm == sse.SSE_KMS and obj.sse.kms_key_id is not None:
+    return the inner wrap to open it with; costs nothing for an SSE-S3 object read without one.
+    ``decrypt`` False (HEAD, GetObjectAttributes): no data is opened, so no KMS key is used."""
+    layer = await ctx.coffre.objects.sse.for_read(obj.tenant_id, obj.sse, customer(ctx), decrypt)
+    if decrypt and obj.sse is not None and obj.sse.algorithm == sse.SSE_KMS and obj.sse.kms_key_id is not None:
         await kms_check(ctx, "kms:Decrypt", obj.sse.kms_key_id)
     return layer
 

@@ -303,7 +303,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
 async def head_object(ctx: Ctx) -> web.StreamResponse:
     overrides = _overrides(ctx)
     obj, span, part_number = await _resolve(ctx)
-    await encryption.read_layer(ctx, obj)  # an SSE-C object's HEAD needs its key too
+    await encryption.read_layer(ctx, obj, decrypt=False)  # an SSE-C object's HEAD needs its key too
     object_headers(ctx, obj, checksum=ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
                    and part_number is None and span is None)
     await lock_headers(ctx, obj)
