@@ -448,8 +448,13 @@ def tls_sse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 def test_sse_c_over_tls(tls_sse):
     srv, cert = tls_sse
-    s3 = make_client(f"https://127.0.0.1:{srv.port}", (ACCESS_KEY, SECRET_KEY))
-    s3._endpoint.http_session._verify = cert  # trust the dev certificate only
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=f"https://127.0.0.1:{srv.port}", region_name="us-east-1",
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                      verify=cert,  # the dev certificate alone is trusted
+                      config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
     name = "sse-tls-" + uuid.uuid4().hex[:12]
     s3.create_bucket(Bucket=name)
     try:
