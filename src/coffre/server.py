@@ -23,6 +23,7 @@ from coffre.blob.base import BlobStore
 from coffre.blob.local import LocalBlobStore
 from coffre.core.billing import PriceSheet
 from coffre.core.coffre import Bootstrap, Coffre
+from coffre.core.erasure import ErasureEvent
 from coffre.core.metering import make_clock
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.providers import build_provider
@@ -105,12 +106,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     delivery.start()
     # Event notifications resume their queues before the first request, and deliver in the background.
     await notifier.start(coffre.meta)
-    # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
-    coffre.keys.set_listener(_key_audit(audit.record))
     # Lifecycle rules: applied in the background, each action audited (principal "lifecycle"),
     # counted and notified; paused while the audit log refuses writes.
     coffre.start_lifecycle(lifecycle_listener(audit.record, metrics, notifier),
                            audit.accepting_writes if settings.audit_required else None)
+    # Crypto-erasure of deleted tenants past their grace period: each step audited (api "keys");
+    # paused while the audit log refuses writes (no key is destroyed unrecorded).
+    coffre.start_erasure(_erasure_audit(audit.record),
+                         audit.accepting_writes if settings.audit_required else None)
+    # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
+    coffre.keys.set_listener(_key_audit(audit.record))
     admin_runner = web.AppRunner(AdminApp(coffre, settings, metrics, audit.accepting_writes,
                                           audit.record).application(),
                                  handle_signals=False, access_log=None, shutdown_timeout=5)
@@ -146,6 +151,19 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await delivery.close()
         await audit.close()  # after the last request: the closing checkpoint seals everything
         await coffre.close()
+
+
+def _erasure_audit(record: Callable[[AuditEvent], None]) -> Callable[[ErasureEvent], None]:
+    """Each step of a tenant's crypto-erasure as an audit record: by the operator who asked
+    (scheduled, cancelled) or by the worker ("erasure": postponed, destroyed)."""
+    def on_step(event: ErasureEvent) -> None:
+        record(AuditEvent(
+            time=event.at, request_id=uuid.uuid4().hex[:16].upper(), principal=event.operator or "erasure",
+            tenant=event.tenant_id, access_key=None, operation=event.operation, bucket=None, key=None,
+            version_id=None, status=200, error_code=None, bytes_in=0, bytes_out=0, source_ip=None,
+            user_agent=None, duration_ms=0, api="keys", operator_action=event.operator is not None))
+
+    return on_step
 
 
 def _key_audit(record: Callable[[AuditEvent], None]) -> Callable[[str, dict[str, Any]], None]:

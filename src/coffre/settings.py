@@ -99,6 +99,15 @@ class Settings:
     admin_session_seconds: int = 3600
     # Days between an operator deleting a tenant and its data becoming erasable; resume cancels.
     tenant_delete_grace_days: int = 21
+    # The same grace in seconds, when above 0 (it then replaces the days): for tests and demonstrations.
+    tenant_delete_grace_seconds: float = 0.0
+    # How often the crypto-erasure worker looks for deleted tenants past their grace (docs/keys.md).
+    erasure_interval_seconds: float = 300.0
+    # A tenant key opened by the tenant's own key service (hold your own key) is kept in memory this
+    # long at most: a key disabled at the service stops that tenant's reads and writes within it.
+    external_key_cache_seconds: float = 60.0
+    # Longest wait for one call to a tenant's key service, in seconds (connection and answer).
+    external_key_timeout_seconds: float = 5.0
     # Audit trail (docs/audit.md): refuse writes (503) when it cannot be written, or drop records.
     audit_required: bool = True
     # Records waiting to be written; when full, the log counts as unavailable.

@@ -29,11 +29,13 @@ from coffre.audit.event import admin_event
 from coffre.core import errors as e
 from coffre.core.billing import PriceSheet, Totals, invoice
 from coffre.core.coffre import Coffre
+from coffre.core.hyok import describe as describe_key_provider
 from coffre.core.iam import ROOT_USER, group_arn, policy_arn, user_arn
 from coffre.core.identity import Operator
 from coffre.core.metering import Period
 from coffre.core.operators import InvalidSession, LoginFailed
 from coffre.core.tenancy import check_imported_key
+from coffre.crypto.external import ExternalKeyConfig
 from coffre.meta.records import (
     AccessKeyRecord,
     GroupRecord,
@@ -60,7 +62,9 @@ STATUS: dict[type[e.CoffreError], int] = {
     e.NoSuchEntity: 404,
     e.KMSNotFound: 404,
     e.EntityAlreadyExists: 409, e.DeleteConflict: 409, e.LimitExceeded: 409,
-    e.ServiceUnavailable: 503,
+    e.ServiceUnavailable: 503, e.KeyServiceUnavailable: 503,
+    # A tenant's key service answered but refused (the code says why): the request cannot proceed as is.
+    e.KMSDisabled: 409, e.KMSInvalidState: 409, e.KMSInvalidCiphertext: 409,
 }
 
 
@@ -222,7 +226,9 @@ class AdminApi:
     @staticmethod
     def _tenant_json(t: TenantRecord) -> dict[str, Any]:
         return {"id": t.id, "name": t.name, "status": t.status, "created_at": iso(t.created_at),
-                "delete_after": iso(t.delete_after), "canonical_id": t.canonical_id}
+                "delete_after": iso(t.delete_after), "canonical_id": t.canonical_id,
+                "key_provider": "external" if t.key_provider is not None else "root",
+                "erased_at": iso(t.erased_at)}
 
     @staticmethod
     def _key_json(k: AccessKeyRecord, tenant: str | None) -> dict[str, Any]:
@@ -312,13 +318,12 @@ class AdminApi:
 
     async def resume_tenant(self, call: Call) -> Any:
         await self._tenant(call)
-        return self._tenant_json(await self.coffre.tenancy.resume(call.params["tenant"]))
+        return self._tenant_json(await self.coffre.tenancy.resume(call.params["tenant"], operator=_op(call)))
 
     async def delete_tenant(self, call: Call) -> Any:
         await self._tenant(call)
-        return self._tenant_json(await self.coffre.tenancy.delete(call.params["tenant"]))
+        return self._tenant_json(await self.coffre.tenancy.delete(call.params["tenant"], operator=_op(call)))
 
-    # -- quotas and usage --
     # -- key versions: rotation and retirement of the root key and of tenant keys (docs/keys.md) --
     async def _key_owner(self, call: Call) -> tuple[str, str]:
         if "tenant" in call.params:
@@ -367,6 +372,31 @@ class AdminApi:
         await self.coffre.keys.retire(owner, self._version_param(call))
         return await self._key_versions_json(owner, name)
 
+    # -- the tenant's key provider: the root key, or its own key service (docs/hyok-protocol.md) --
+    async def get_key_provider(self, call: Call) -> Any:
+        return describe_key_provider(await self._tenant(call))
+
+    async def put_key_provider(self, call: Call) -> Any:
+        tenant = await self._tenant(call)
+        b = call.body
+        if b["type"] == "root":
+            extra = sorted(set(b) - {"type"})
+            if extra:
+                raise e.ValidationError(f"A root key provider takes no {', '.join(extra)}.")
+            return describe_key_provider(await self.coffre.key_providers.set_root(tenant))
+        for name in ("url", "key_id", "token"):
+            if not b.get(name):
+                raise e.ValidationError(f"An external key provider needs {name}.")
+        try:
+            config = ExternalKeyConfig(url=b["url"], key_id=b["key_id"], ca_pem=b.get("ca_pem") or None,
+                                       client_cert_file=b.get("client_cert_file") or None,
+                                       client_key_file=b.get("client_key_file") or None,
+                                       timeout=self.settings.external_key_timeout_seconds)
+        except ValueError as exc:
+            raise e.ValidationError(str(exc)) from None
+        return describe_key_provider(await self.coffre.key_providers.set_external(tenant, config, b["token"]))
+
+    # -- quotas and usage --
     async def get_quota(self, call: Call) -> Any:
         return _quota(await self.coffre.tenancy.get_quota(await self._tenant(call)))
 
@@ -671,6 +701,12 @@ class AdminApi:
             Route("POST", T + "/key-versions/{version}/retire", "RetireTenantKeyVersion", "Erase a superseded "
                   "tenant key version; refused while a data key it wrapped is left", "keys",
                   self.retire_key_version),
+            Route("GET", T + "/key-provider", "GetTenantKeyProvider", "What wraps the tenant key: the root key, "
+                  "or the tenant's own key service (never its token)", "tenants", self.get_key_provider,
+                  response=ref("KeyProvider")),
+            Route("PUT", T + "/key-provider", "PutTenantKeyProvider", "Wrap the tenant key with the tenant's own "
+                  "key service (hold your own key), or with the root key again; no data is re-encrypted",
+                  "tenants", self.put_key_provider, ref("KeyProviderPut"), ref("KeyProvider")),
             Route("GET", T + "/quota", "GetTenantQuota", "The tenant's quota", "quotas", self.get_quota,
                   response=ref("Quota")),
             Route("PUT", T + "/quota", "PutTenantQuota", "Set the tenant's quota (null or absent: no limit)",
@@ -759,6 +795,10 @@ class AdminApi:
             Route("POST", T + "/kms-keys/{key}/enable", "EnableKmsKey", "Make a disabled KMS key usable again",
                   "kms", self.enable_kms_key, status=204),
         ]
+
+
+def _op(call: Call) -> str | None:
+    return call.operator.name if call.operator is not None else None
 
 
 def _usage(u: Any) -> dict[str, int]:

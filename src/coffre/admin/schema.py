@@ -39,9 +39,12 @@ USAGE = obj({"bytes": {"type": "integer"}, "objects": {"type": "integer"}, "buck
             description="What is stored: every version that is not a delete marker counts.")
 TENANT = obj({
     "id": {"type": "string", "description": "12 digits, the account id in ARNs"},
-    "name": STR, "status": {"type": "string", "enum": ["active", "suspended", "deleting"]},
+    "name": STR, "status": {"type": "string", "enum": ["active", "suspended", "deleting", "erased"]},
     "created_at": TIME, "delete_after": {"type": ["string", "null"], "format": "date-time"},
     "canonical_id": STR,
+    "key_provider": {"type": "string", "enum": ["root", "external"], "description": "what wraps the tenant key"},
+    "erased_at": {"type": ["string", "null"], "format": "date-time",
+                  "description": "when its key was destroyed (status erased)"},
 }, ("id", "name", "status", "created_at"))
 METERING = obj({
     "byte_seconds": {"type": "integer", "description": "stored bytes integrated over the period so far"},
@@ -91,6 +94,24 @@ COMPONENTS: dict[str, Schema] = {
                           secret_access_key={"type": "string", "description": "the tenant root's; shown once"}),
                      ("id", "name", "access_key_id", "secret_access_key")),
     "TenantList": obj({"tenants": array(ref("Tenant"))}, ("tenants",)),
+    "KeyProvider": obj({
+        "type": {"type": "string", "enum": ["root", "external"]}, "url": STR, "key_id": STR,
+        "ca": {"type": "string", "enum": ["system", "custom"], "description": "which CAs the service is checked with"},
+        "token": {"type": "string", "enum": ["set"], "description": "the token is never shown"},
+        "client_cert_file": STR,
+    }, ("type",), "What wraps the tenant key (docs/hyok-protocol.md)."),
+    "KeyProviderPut": obj({
+        "type": {"type": "string", "enum": ["root", "external"]},
+        "url": {"type": "string", "maxLength": 2048, "description": "https:// base URL of the key service"},
+        "key_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "token": {"type": "string", "minLength": 16, "maxLength": 512,
+                  "description": "bearer token; stored wrapped by the root key, never shown again"},
+        "ca_pem": {"type": "string", "maxLength": 32768, "description": "PEM CA certificates to verify the service "
+                   "with (default: the system's)"},
+        "client_cert_file": {"type": "string", "maxLength": 4096,
+                             "description": "mutual TLS: a PEM certificate on every gateway"},
+        "client_key_file": {"type": "string", "maxLength": 4096, "description": "... and its key (mode 0600)"},
+    }, ("type",)),
     "TenantCreate": obj({"name": {"type": "string", "minLength": 3, "maxLength": 63,
                                   "pattern": "^[a-z0-9][a-z0-9-]*[a-z0-9]$"}}, ("name",)),
     "Quota": QUOTA,

@@ -232,6 +232,48 @@ def _tenant_action(action: str) -> Any:
     return run
 
 
+def _read_secret_file(path: str, what: str) -> str:
+    """A secret given as a file (never on the command line, where `ps` and shell history see it)."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise CliError(f"{path} is readable by others; it holds a secret: chmod 600 {path}")
+        with open(path, encoding="ascii") as fh:
+            return fh.read(4096).strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read the {what} in {path}: {e}") from None
+
+
+def tenant_set_key_provider(c: AdminClient, a: argparse.Namespace) -> Result:
+    if a.root:
+        if a.external_url:
+            raise CliError("--root and --external-url exclude each other")
+        body: dict[str, Any] = {"type": "root"}
+    else:
+        if not a.external_url or not a.key_id or not a.token_file:
+            raise CliError("an external key provider needs --external-url, --key-id and --token-file (or --root)")
+        body = {"type": "external", "url": a.external_url, "key_id": a.key_id,
+                "token": _read_secret_file(a.token_file, "key service token")}
+        if a.ca_file_for_service:
+            try:
+                with open(a.ca_file_for_service, encoding="ascii") as fh:
+                    body["ca_pem"] = fh.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise CliError(f"cannot read {a.ca_file_for_service}: {e}") from None
+        if a.client_cert_file or a.client_key_file:
+            body["client_cert_file"], body["client_key_file"] = a.client_cert_file, a.client_key_file
+    doc = c.call("PUT", f"/tenants/{_t(a.name)}/key-provider", body)
+    if doc["type"] == "root":
+        return doc, f"tenant {a.name}: its key is wrapped by the deployment's root key"
+    return doc, (f"tenant {a.name}: its key is wrapped by its own key service {doc['url']} (key {doc['key_id']}); "
+                 "when that service refuses or is unreachable, the tenant's reads and writes fail")
+
+
+def tenant_key_provider(c: AdminClient, a: argparse.Namespace) -> Result:
+    doc = c.call("GET", f"/tenants/{_t(a.name)}/key-provider")
+    return doc, _fields(doc)
+
+
 def user_create(c: AdminClient, a: argparse.Namespace) -> Result:
     doc = c.call("POST", f"/tenants/{_t(a.tenant)}/users", {"name": a.name, "path": a.path})
     return doc, f"user {doc['name']} created ({doc['arn']})"
@@ -498,6 +540,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cmd(t, "suspend", _tenant_action("suspend"), "refuse every request of the tenant").add_argument("name")
     cmd(t, "resume", _tenant_action("resume"), "make it active again (cancels a deletion)").add_argument("name")
     cmd(t, "delete", _tenant_action("delete"), "schedule its deletion after the grace period").add_argument("name")
+    cmd(t, "key-provider", tenant_key_provider, "what wraps the tenant key (root key or its own key service)"
+        ).add_argument("name")
+    q = cmd(t, "set-key-provider", tenant_set_key_provider,
+            "wrap the tenant key with its own key service (hold your own key), or --root again")
+    q.add_argument("name")
+    q.add_argument("--external-url", help="https:// URL of the tenant's key service (docs/hyok-protocol.md)")
+    q.add_argument("--key-id", help="the key id at that service")
+    q.add_argument("--token-file", help="file holding the service's bearer token (mode 0600)")
+    q.add_argument("--service-ca-file", dest="ca_file_for_service",
+                   help="PEM CA certificates to verify the service with (default: the system's)")
+    q.add_argument("--client-cert-file", help="mutual TLS: certificate path on every gateway")
+    q.add_argument("--client-key-file", help="mutual TLS: its key path on every gateway (mode 0600)")
+    q.add_argument("--root", action="store_true", help="wrap with the deployment's root key again")
 
     u = groups.add_parser("user", help="users of a tenant").add_subparsers(dest="admin_cmd", required=True)
     q = cmd(u, "create", user_create, "create a user")

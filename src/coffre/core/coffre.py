@@ -13,7 +13,10 @@ from coffre.blob.base import BlobStore
 from coffre.core.access import AccessControl
 from coffre.core.blobio import BlobIO
 from coffre.core.buckets import BucketService
+from coffre.core.erasure import ErasureWorker
+from coffre.core.erasure import Listener as ErasureListener
 from coffre.core.errors import AccessDenied, AccountProblem, InvalidAccessKeyId
+from coffre.core.hyok import TenantKeyProviders
 from coffre.core.iam import ROOT_USER, IamService
 from coffre.core.iam import new_access_key_id as new_access_key_id  # moved to iam.py; still importable here
 from coffre.core.iam import new_secret_key as new_secret_key
@@ -71,7 +74,8 @@ class Coffre:
         # Request counters in memory, flushed to the store (core/metering.py); on the store's clock.
         self.meter = Meter(settings, meta, meta.clock)
         self.blobs = blobs
-        self.keyring = Keyring(keys, meta)
+        self.keyring = Keyring(keys, meta, external_cache_seconds=settings.external_key_cache_seconds,
+                               external_timeout=settings.external_key_timeout_seconds)
         self.keys = KeyRotation(self.keyring, meta,  # root and tenant key versions (docs/keys.md)
                                 grace_seconds=settings.key_retire_grace_seconds)
         self.blobio = BlobIO(blobs, self.keyring, DEFAULT_SEGMENT_SIZE)
@@ -84,6 +88,9 @@ class Coffre:
         self.access = AccessControl(meta)
         self.iam = IamService(meta, self.keyring, self.forget_tenant)
         self.tenancy = TenancyService(settings, meta, self.keyring, self.forget_tenant)
+        self.key_providers = TenantKeyProviders(meta, self.keyring, self.forget_tenant)  # hold your own key
+        self.erasure = ErasureWorker(settings, meta, self.keyring, self.forget_tenant)  # crypto-erasure
+        self._erasure_task: asyncio.Task[None] | None = None
         self.operators = OperatorService(meta, self.keyring, settings.admin_session_seconds, self.forget_key)
         self._creds: dict[str, tuple[float, Credentials]] = {}
         self._gc_task: asyncio.Task[None] | None = None
@@ -97,8 +104,13 @@ class Coffre:
         await self.keys.resume()  # re-wraps cut short by a stop go on
 
     async def close(self) -> None:
-        await self.meter.close()  # after the last request, before the store closes: no counter lost
+        if self._erasure_task is not None:
+            self._erasure_task.cancel()
+            # A destruction is one transaction: a pass cut short leaves each tenant erased or untouched.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._erasure_task
         await self.keys.close()
+        await self.meter.close()  # after the last request, before the store closes: no counter lost
         if self._lifecycle_task is not None:
             self._lifecycle_task.cancel()
             # A bucket's pass cut short keeps its cursor (and frees its lease) on the way out.
@@ -241,6 +253,17 @@ class Coffre:
         if may_act is not None:
             self.lifecycle.may_act = may_act
         self._lifecycle_task = asyncio.get_running_loop().create_task(self.lifecycle.run())
+
+    # -- crypto-erasure of deleted tenants (core/erasure.py) --
+    def start_erasure(self, listener: ErasureListener | None = None,
+                      may_act: Callable[[], bool] | None = None) -> None:
+        """Run the erasure worker in the background; ``listener`` hears of every step (audit),
+        ``may_act`` can pause it (audit log unavailable: no unrecorded destruction)."""
+        self.erasure.listener = listener
+        self.tenancy.erasure_listener = listener
+        if may_act is not None:
+            self.erasure.may_act = may_act
+        self._erasure_task = asyncio.get_running_loop().create_task(self.erasure.run())
 
     # -- garbage collection --
     def start_gc(self) -> None:

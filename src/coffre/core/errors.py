@@ -250,6 +250,24 @@ class KMSDisabled(CoffreError):
     message = "The KMS key is disabled."
 
 
+class KMSInvalidState(CoffreError):
+    """A key that exists but cannot be used in its state (destroyed at a tenant's key service)."""
+
+    message = "The KMS key is not in a valid state for this request."
+
+
+class KMSInvalidCiphertext(CoffreError):
+    message = "The key service could not open the wrapped key with this key and context."
+
+
+class KeyServiceUnavailable(CoffreError):
+    """A tenant's own key service (hold your own key) cannot be reached or did not answer in time.
+
+    A subclass of nothing S3 knows: s3/errors.py makes it 503 ServiceUnavailable, which SDKs retry."""
+
+    message = "The key service of this account cannot be reached; try again later."
+
+
 # Authentication and authorisation
 class AccessDenied(CoffreError):
     message = "Access Denied"

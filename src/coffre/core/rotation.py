@@ -156,13 +156,20 @@ class KeyRotation:
         return version
 
     async def rotate_tenant(self, tenant_id: str) -> int:
-        if await self.meta.get_tenant(tenant_id) is None:
+        tenant = await self.meta.get_tenant(tenant_id)
+        if tenant is None:
             raise NoSuchEntity(f"The tenant {tenant_id} does not exist.")
         await self.keyring.tenant_key(tenant_id)  # the current versions must open before adding one
         rows = await self.meta.list_key_versions(tenant_id)
         version = max((r.version for r in rows), default=1) + 1
-        wrapped = await asyncio.to_thread(self.provider.wrap, new_key(),
-                                          Keyring.tenant_context(tenant_id, version))
+        # The new version is wrapped like the others: by the root key, or by the tenant's own key
+        # service when it holds its own key (core/hyok.py).
+        provider = await self.keyring.tenant_provider(tenant)
+        context = Keyring.tenant_context(tenant_id, version)
+        if provider is self.provider:
+            wrapped = await asyncio.to_thread(provider.wrap, new_key(), context)
+        else:
+            wrapped = await Keyring.call_external(provider.wrap, new_key(), context)
         now = time.time()
         try:
             await self.meta.add_key_version(KeyVersionRecord(

@@ -8,7 +8,8 @@ Status changes take effect at once on every request this gateway serves: the cre
 is told (``forget_tenant``); other gateways see the change within the cache's lifetime (30 s).
 Deletion is scheduled, not immediate: the tenant becomes "deleting" (every access refused, as
 when suspended) until ``delete_after``; resuming before then cancels it. What happens at that
-date (erasure of the tenant key, hence of its data) is the key-management issue's.
+date is core/erasure.py's: the tenant key is destroyed, hence every object of the tenant becomes
+undecryptable ("erased"); an erased tenant cannot be resumed, suspended or deleted again.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from coffre.core.erasure import CANCELLED, SCHEDULED, ErasureEvent, Listener, grace_seconds
 from coffre.core.errors import EntityAlreadyExists, NoSuchEntity, ValidationError
 from coffre.core.iam import ROOT_USER, new_access_key_id, new_secret_key
 from coffre.core.keyring import Keyring
 from coffre.meta.base import MetadataStore
-from coffre.meta.errors import AlreadyExists
+from coffre.meta.errors import AlreadyExists, Conflict
 from coffre.meta.records import AccessKeyRecord, QuotaRecord, TenantRecord, Usage
 from coffre.settings import Settings
 
@@ -66,6 +68,7 @@ class TenancyService:
                  forget_tenant: Callable[[str], None]) -> None:
         self.settings = settings
         self.meta = meta
+        self.erasure_listener: Listener | None = None  # hears of deletions scheduled and cancelled (audit)
         self.keyring = keyring
         self.forget_tenant = forget_tenant
 
@@ -99,28 +102,49 @@ class TenancyService:
         tenant = await self.get(name)
         if tenant.status == "deleting":
             raise ValidationError(f"The tenant {name} is scheduled for deletion; resume it to cancel that.")
+        self._not_erased(tenant)
         return await self._set(tenant, "suspended", None)
 
-    async def resume(self, name: str, now: float | None = None) -> TenantRecord:
+    async def resume(self, name: str, now: float | None = None, operator: str | None = None) -> TenantRecord:
         """Back to active: ends a suspension, or cancels a scheduled deletion before its date."""
         tenant = await self.get(name)
         now = time.time() if now is None else now
         if tenant.status == "deleting" and tenant.delete_after is not None and tenant.delete_after <= now:
             raise ValidationError(f"The tenant {name} is past its deletion date; it cannot be resumed.")
-        return await self._set(tenant, "active", None)
+        self._not_erased(tenant)
+        updated = await self._set(tenant, "active", None)
+        if tenant.status == "deleting":
+            self._emit(ErasureEvent(CANCELLED, tenant.id, now, operator))
+        return updated
 
-    async def delete(self, name: str, now: float | None = None) -> TenantRecord:
+    async def delete(self, name: str, now: float | None = None, operator: str | None = None) -> TenantRecord:
         """Schedule the deletion: refused at once, erasable after the grace period. Idempotent."""
         tenant = await self.get(name)
         if tenant.status == "deleting":
             return tenant
         now = time.time() if now is None else now
-        return await self._set(tenant, "deleting", now + self.settings.tenant_delete_grace_days * DAY)
+        self._not_erased(tenant)
+        updated = await self._set(tenant, "deleting", now + grace_seconds(self.settings))
+        self._emit(ErasureEvent(SCHEDULED, tenant.id, now, operator))
+        return updated
+
+    @staticmethod
+    def _not_erased(tenant: TenantRecord) -> None:
+        if tenant.status == "erased":
+            raise ValidationError(f"The tenant {tenant.name} was erased: its key is destroyed, nothing brings it back.")
+
+    def _emit(self, event: ErasureEvent) -> None:
+        if self.erasure_listener is not None:
+            self.erasure_listener(event)
 
     async def _set(self, tenant: TenantRecord, status: str, delete_after: float | None) -> TenantRecord:
         updated = replace(tenant, status=status, delete_after=delete_after)
-        await self.meta.update_tenant(updated)
+        try:
+            await self.meta.update_tenant(updated)
+        except Conflict:  # erased meanwhile by the erasure worker
+            raise ValidationError(f"The tenant {tenant.name} was erased: its key is destroyed.") from None
         self.forget_tenant(tenant.id)
+        self.keyring.forget_tenant_key(tenant.id)  # not kept in memory while the tenant cannot use it
         return updated
 
     # -- access keys the operator places --

@@ -115,7 +115,36 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def update_tenant(self, tenant: TenantRecord) -> None:
-        """Replace the tenant row (status, delete_after, public_access_block...). Raises NotFound."""
+        """Replace the tenant row (status, delete_after, public_access_block...). Raises NotFound.
+
+        The key columns (wrapped_key, key_provider, erased_at) are never written here, so a
+        caller holding a stale record cannot bring back a key replaced or destroyed meanwhile:
+        they change only through set_tenant_key_wrapping, erase_tenant and the key-version
+        methods. An erased tenant cannot be changed at all (Conflict)."""
+
+    @abstractmethod
+    async def set_tenant_key_wrapping(self, tenant_id: str, key_provider: str | None,
+                                      changes: Sequence[tuple[int, bytes, bytes]],
+                                      token_setting: str | None = None) -> None:
+        """Move a tenant key to another wrapper (hold your own key, or back to the root key):
+        set ``key_provider`` and, for each (version, old, new), replace that version's wrapped
+        key (tenants.wrapped_key too for version 1), all in one transaction. The tenant's key
+        service token settings ("secret:hyok-token/<tenant id>/...") other than
+        ``token_setting`` (the one the new ``key_provider`` uses, written before) are removed.
+
+        Compare-and-set: raises ConditionFailed, changing nothing, when a version's wrapped key
+        is no longer ``old`` or the tenant's unerased versions are not exactly those of
+        ``changes`` (a rotation ran meanwhile); NotFound when there is no such tenant; Conflict
+        when it is erased."""
+
+    @abstractmethod
+    async def erase_tenant(self, tenant_id: str, now: float) -> bool:
+        """Crypto-erasure: when the tenant is "deleting" and ``delete_after <= now``, destroy
+        every copy of its key material in one transaction (tenants.wrapped_key, every key
+        version, its KMS keys' material, its key service token, its access keys' secrets), mark
+        it "erased" at ``now``, and return True. Otherwise change nothing and return False: of
+        several gateways, exactly one erases. The freed bytes are overwritten, not just
+        unlinked, and the write-ahead log is folded back so no older page keeps them."""
 
     @abstractmethod
     async def list_access_keys(self, tenant_id: str, principal: str | None = None) -> list[AccessKeyRecord]:

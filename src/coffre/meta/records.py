@@ -26,15 +26,21 @@ OPERATOR_TENANT = ""
 class TenantRecord:
     id: str
     name: str
-    status: str  # "active" | "suspended" | "deleting"
+    status: str  # "active" | "suspended" | "deleting" | "erased"
     created_at: float
-    # The tenant's data-key-wrapping key, itself wrapped by the deployment root key.
+    # The tenant's data-key-wrapping key, itself wrapped by the deployment root key (or by the
+    # tenant's own key service when key_provider is set); b"" once erased.
     wrapped_key: bytes
     canonical_id: str
     # When status is "deleting": the time after which its key may be destroyed (crypto-erasure).
     delete_after: float | None = None
     # Tenant-level Block Public Access, JSON {"BlockPublicAcls": bool, ...}; None = not set.
     public_access_block: str | None = None
+    # Hold your own key: JSON {"type": "external", "url", "key_id", ["ca_pem"], ...} of the
+    # tenant's key service, which wraps the tenant key (None: the root key does). No secret in it.
+    key_provider: str | None = None
+    # When the tenant's key was destroyed (status "erased").
+    erased_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

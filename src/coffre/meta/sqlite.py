@@ -359,6 +359,11 @@ _MIGRATION_4: tuple[str, ...] = (  # server-side encryption: SSE-C / SSE-KMS / S
         state TEXT NOT NULL
     )""",
     "CREATE INDEX kms_keys_tenant ON kms_keys(tenant_id, created_at)",
+    # Hold your own key: the tenant's own key service (JSON, its token apart, wrapped by the root
+    # key in settings) wraps the tenant key instead of the root key; NULL: the root key does.
+    "ALTER TABLE tenants ADD COLUMN key_provider TEXT",
+    # Crypto-erasure: when the tenant's key was destroyed (status "erased").
+    "ALTER TABLE tenants ADD COLUMN erased_at REAL",
 )
 # Metering (issue #5): each bucket's usage row learns when its bytes last changed ("since",
 # POSIX seconds, on the store's clock); every change first adds bytes-before x (now - since) to
@@ -409,7 +414,8 @@ _OBJ_COLS = (
 _SSE_COLS = "sse, sse_kms_key, sse_bucket_key, sse_c_check, sse_context"
 _OBJ_SSE = _OBJ_COLS.count(",") + 1
 _OBJ_COLS += ", " + _SSE_COLS
-_TENANT_COLS = "id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block"
+_TENANT_COLS = ("id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block, "
+                "key_provider, erased_at")
 _KEY_COLS = "access_key_id, tenant_id, principal, wrapped_secret, status, created_at"
 _BUCKET_COLS = "name, tenant_id, region, created_at, versioning, object_lock, policy, access, encryption"
 _USER_COLS = "tenant_id, name, user_id, created_at, path, tags"
@@ -490,7 +496,8 @@ def _locked(mode: str | None, until: float | None, legal_hold: int | None, bypas
 
 def _tenant(row: tuple[Any, ...]) -> TenantRecord:
     return TenantRecord(id=row[0], name=row[1], status=row[2], created_at=row[3], wrapped_key=bytes(row[4]),
-                        canonical_id=row[5], delete_after=row[6], public_access_block=row[7])
+                        canonical_id=row[5], delete_after=row[6], public_access_block=row[7],
+                        key_provider=row[8], erased_at=row[9])
 
 
 def _key(row: tuple[Any, ...]) -> AccessKeyRecord:
@@ -913,9 +920,10 @@ class SQLiteMetadataStore(MetadataStore):
     async def create_tenant(self, tenant: TenantRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
             try:
-                c.execute(f"INSERT INTO tenants({_TENANT_COLS}) VALUES(?,?,?,?,?,?,?,?)", (
+                c.execute(f"INSERT INTO tenants({_TENANT_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?)", (
                     tenant.id, tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
-                    tenant.canonical_id, tenant.delete_after, tenant.public_access_block))
+                    tenant.canonical_id, tenant.delete_after, tenant.public_access_block, tenant.key_provider,
+                    tenant.erased_at))
             except sqlite3.IntegrityError as e:
                 raise AlreadyExists() from e
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (tenant.id,))
@@ -941,18 +949,89 @@ class SQLiteMetadataStore(MetadataStore):
 
     async def update_tenant(self, tenant: TenantRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
-            try:
-                n = c.execute("UPDATE tenants SET name=?, status=?, created_at=?, wrapped_key=?, canonical_id=?, "
-                              "delete_after=?, public_access_block=? WHERE id=?",
-                              (tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
-                               tenant.canonical_id, tenant.delete_after, tenant.public_access_block,
-                               tenant.id)).rowcount
+            row = c.execute("SELECT status FROM tenants WHERE id=?", (tenant.id,)).fetchone()
+            if row is None:
+                raise NotFound()
+            if row[0] == "erased":  # nothing brings an erased tenant back
+                raise Conflict()
+            try:  # the key columns are left alone (see MetadataStore.update_tenant)
+                c.execute("UPDATE tenants SET name=?, status=?, created_at=?, canonical_id=?, delete_after=?, "
+                          "public_access_block=? WHERE id=?",
+                          (tenant.name, tenant.status, tenant.created_at, tenant.canonical_id, tenant.delete_after,
+                           tenant.public_access_block, tenant.id))
             except sqlite3.IntegrityError as e:  # renamed onto another tenant's name
                 raise AlreadyExists() from e
-            if n == 0:
-                raise NotFound()
 
         await self._write(tx)
+
+    async def set_tenant_key_wrapping(self, tenant_id: str, key_provider: str | None,
+                                      changes: Sequence[tuple[int, bytes, bytes]],
+                                      token_setting: str | None = None) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT status FROM tenants WHERE id=?", (tenant_id,)).fetchone()
+            if row is None:
+                raise NotFound()
+            if row[0] == "erased":
+                raise Conflict()
+            live = {r[0] for r in c.execute("SELECT version FROM key_versions WHERE owner=? AND wrapped_key IS NOT "
+                                            "NULL", (tenant_id,))}
+            if live != {v for v, _, _ in changes}:
+                raise ConditionFailed()  # a version was added or retired since the caller read them
+            for version, old, new in changes:
+                if c.execute("UPDATE key_versions SET wrapped_key=? WHERE owner=? AND version=? AND wrapped_key=?",
+                             (new, tenant_id, version, old)).rowcount != 1:
+                    raise ConditionFailed()
+                if version == 1:  # tenants.wrapped_key holds version 1 too (while it is not retired)
+                    c.execute("UPDATE tenants SET wrapped_key=? WHERE id=? AND wrapped_key=?", (new, tenant_id, old))
+            c.execute("UPDATE tenants SET key_provider=? WHERE id=?", (key_provider, tenant_id))
+            c.execute("DELETE FROM settings WHERE name LIKE ? AND name IS NOT ?",
+                      (f"secret:hyok-token/{tenant_id}/%", token_setting))
+
+        await self._write(tx)
+
+    async def erase_tenant(self, tenant_id: str, now: float) -> bool:
+        def tx(c: sqlite3.Connection) -> bool:
+            # Freed bytes are overwritten with zeros (SQLite's secure_delete), not left in the
+            # page's free space where a raw read of the file would find them.
+            previous = c.execute("PRAGMA secure_delete").fetchone()[0]
+            c.execute("PRAGMA secure_delete=ON")
+            try:
+                n = c.execute("UPDATE tenants SET status='erased', erased_at=?, wrapped_key=X'', key_provider=NULL "
+                              "WHERE id=? AND status='deleting' AND delete_after IS NOT NULL AND delete_after<=?",
+                              (now, tenant_id, now)).rowcount
+                if n == 0:
+                    return False
+                c.execute("UPDATE key_versions SET state='destroyed', wrapped_key=NULL, updated_at=? WHERE owner=?",
+                          (now, tenant_id))
+                c.execute("UPDATE kms_keys SET wrapped_key=X'' WHERE tenant_id=?", (tenant_id,))
+                c.execute("DELETE FROM settings WHERE name LIKE ?", (f"secret:hyok-token/{tenant_id}/%",))
+                c.execute("DELETE FROM access_keys WHERE tenant_id=?", (tenant_id,))
+                return True
+            finally:
+                c.execute(f"PRAGMA secure_delete={int(previous)}")
+
+        erased = await self._write(tx)
+        if erased:
+            await self.fold_log()
+        return erased
+
+    async def fold_log(self) -> None:
+        """Fold the write-ahead log into the database file and empty it, so that no older copy of
+        a page (holding what a transaction just overwrote) stays in the log. Best effort: readers
+        still on an older snapshot make it a partial fold, and SQLite's own checkpoints finish it."""
+        def run() -> None:
+            conn = self._writer
+            if conn is None:
+                return
+            conn.execute("PRAGMA busy_timeout=2000")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:
+                pass  # busy: the next checkpoint (SQLite's own, or the next erasure's) folds it
+            finally:
+                conn.execute("PRAGMA busy_timeout=30000")
+
+        await asyncio.get_running_loop().run_in_executor(self._writer_pool, run)
 
     async def put_access_key(self, key: AccessKeyRecord) -> None:
         await self._write(lambda c: c.execute(

@@ -281,6 +281,9 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         if "Content-Type" in ctx.response_headers:
             resp.headers["Content-Type"] = ctx.response_headers["Content-Type"]
         return resp
+    # The tenant key before the status line: a tenant key service that refuses or is down gives a
+    # clean error answer here, rather than a body cut after its headers (a cached key costs nothing).
+    await ctx.coffre.keyring.tenant_key(obj.tenant_id)
     stream = web.StreamResponse(status=status, headers=ctx.response_headers)
     stream.content_length = length
     await stream.prepare(ctx.request)
