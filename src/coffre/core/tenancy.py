@@ -106,10 +106,15 @@ class TenancyService:
         return await self._set(tenant, "suspended", None)
 
     async def resume(self, name: str, now: float | None = None, operator: str | None = None) -> TenantRecord:
-        """Back to active: ends a suspension, or cancels a scheduled deletion before its date."""
+        """Back to active: ends a suspension, or cancels a scheduled deletion before its date.
+
+        Past the date, only while Object Lock holds the erasure back (a legal hold has no end:
+        resuming is how its tenant lifts it). The erasure and this change exclude each other in
+        the store (whichever commits first wins), so a resume never undoes an erasure."""
         tenant = await self.get(name)
         now = time.time() if now is None else now
-        if tenant.status == "deleting" and tenant.delete_after is not None and tenant.delete_after <= now:
+        if tenant.status == "deleting" and tenant.delete_after is not None and tenant.delete_after <= now \
+                and await self.meta.has_locked_versions(tenant.id, now) is None:
             raise ValidationError(f"The tenant {name} is past its deletion date; it cannot be resumed.")
         self._not_erased(tenant)
         updated = await self._set(tenant, "active", None)
