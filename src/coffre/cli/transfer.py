@@ -604,16 +604,18 @@ def _transfers(args: argparse.Namespace) -> Transfers:
 def _run(action: Callable[[], None]) -> int:
     try:
         action()
-    except cse.CseError as e:
-        print(f"coffre: {e}", file=sys.stderr)
-        return 1
-    except (TransferError, S3Error) as e:
-        print(f"coffre: {e}", file=sys.stderr)
+    except (cse.CseError, TransferError, S3Error) as e:
+        _error(str(e))
         return 1
     except ConnectionFailed as e:
-        print(f"coffre: {e}", file=sys.stderr)
+        _error(str(e))
         return 2
     return 0
+
+
+def _error(message: str) -> None:
+    # On a terminal, first clear a progress bar the failure interrupted.
+    print(("\r\x1b[K" if sys.stderr.isatty() else "") + f"coffre: {message}", file=sys.stderr)
 
 
 def _cp(args: argparse.Namespace) -> int:
