@@ -452,6 +452,21 @@ def test_a_suspended_tenants_public_bucket_closes(server, endpoint):
     assert anonymous("GET", f"{endpoint}/{b}/k") == (200, b"v")
 
 
+def test_another_tenants_signed_post_form_is_refused(s3, endpoint, bucket, other):
+    """PostObject is out of the matrix below (its form carries its own signature): here another
+    tenant's root signs a valid form for tenant A's bucket, and the bucket refuses it."""
+    import requests
+
+    signer = make_client(endpoint, other["creds"], signature_version="s3v4")
+    p = signer.generate_presigned_post(bucket, "from-b.txt")
+    files = [(k, (None, v)) for k, v in p["fields"].items()] + [("file", ("f.txt", b"B's data"))]
+    r = requests.post(p["url"], files=files, allow_redirects=False, timeout=30)
+    assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="from-b.txt")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
 # -- the isolation matrix: every operation, by another tenant and by the anonymous caller --
 
 def _matrix_request(op: str, bucket: str, key: str, upload_id: str, account: str) -> tuple[str, str, dict, bytes]:
