@@ -34,7 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 DOC = PROJECT / "docs" / "benchmarks.md"
+# The root operator's keys (admin API only since tenancy: refused on S3) and the bench tenant's name.
 ACCESS_KEY, SECRET_KEY = "BENCHROOTKEY00000001", "bench-secret-key-that-is-long-enough-0"
+TENANT = "bench"
 MiB, GiB = 1 << 20, 1 << 30
 
 
@@ -74,23 +76,31 @@ class Server:
 
 
 class Coffre(Server):
+    """coffre serve on a fresh data directory; the load generator acts as the tenant "bench"'s root.
+
+    ``python``: another interpreter (a venv with an older coffre, for side-by-side revisions).
+    """
+
     proc: subprocess.Popen[bytes] | None = None
+    python: str = ""
 
     def start(self, root: Path) -> None:
-        data = root / "coffre-data"
+        data = root / f"{self.name}-data"
         shutil.rmtree(data, ignore_errors=True)  # a fresh data dir every run
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         env = dict(os.environ, COFFRE_ROOT_ACCESS_KEY=ACCESS_KEY, COFFRE_ROOT_SECRET_KEY=SECRET_KEY,
                    COFFRE_DATA_DIR=str(data), COFFRE_ADDRESS=f"127.0.0.1:{port}",
                    COFFRE_LOG_LEVEL="WARNING",
-                   # Any free port for the admin listener: another coffre may hold the default 9001.
-                   COFFRE_ADMIN_ADDRESS=os.environ.get("COFFRE_ADMIN_ADDRESS", "127.0.0.1:0"))
-        log = open(root / "coffre.log", "ab")  # lives as long as the server
-        self.proc = subprocess.Popen([client_python(), "-m", "coffre", "serve"], env=env,
+                   # Its own admin listener: another coffre may hold the default 9001.
+                   COFFRE_ADMIN_ADDRESS=f"127.0.0.1:{admin_port}")
+        log = open(root / f"{self.name}.log", "ab")  # lives as long as the server
+        self.proc = subprocess.Popen([self.python or client_python(), "-m", "coffre", "serve"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
-        self.endpoint, self.access, self.secret = f"http://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY
+        self.endpoint = f"http://127.0.0.1:{port}"
         self.pids = [self.proc.pid]
         wait_port(port, self.proc)
+        wait_port(admin_port, self.proc)
+        self.access, self.secret = tenant_keys(f"http://127.0.0.1:{admin_port}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -147,6 +157,25 @@ class SeaweedFS(ScriptPeer):
 
 class RGW(ScriptPeer):
     script, port, setup_cmds = "ceph.sh", 18087, ("install", "setup")  # apt packages, then a fresh cluster
+
+
+def tenant_keys(admin: str) -> tuple[str, str]:
+    """Root keys of the tenant "bench", made through the admin API (a key added if it exists).
+
+    A coffre from before tenancy has no /tenants (404): its operator keys still work on S3.
+    """
+    from coffre.cli.admin import AdminClient, ApiError
+
+    c = AdminClient(admin, ACCESS_KEY, SECRET_KEY)
+    try:
+        doc = c.call("POST", "/tenants", {"name": TENANT})
+    except ApiError as e:
+        if e.status == 404:
+            return ACCESS_KEY, SECRET_KEY
+        if e.code != "EntityAlreadyExists":
+            raise
+        doc = c.call("POST", f"/tenants/{TENANT}/keys", {})
+    return doc["access_key_id"], doc["secret_access_key"]
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -314,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixed", action="store_true", help="also a mixed workload (64 KiB, c16)")
     p.add_argument("--big-list", action="store_true", help="also LIST in a 1,000,000-key bucket")
     p.add_argument("--multipart", action="store_true", help="also a 5 GiB multipart upload+download")
+    p.add_argument("--also-coffre", action="append", default=[], metavar="NAME=PYTHON",
+                   help="another coffre, run by that interpreter (e.g. an older revision's venv)")
     p.add_argument("--only", help="comma-separated scenario names to keep (e.g. '4KiB c16')")
     p.add_argument("--summarize", metavar="JSONL", help="only rewrite docs/benchmarks.md from a file")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
@@ -337,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else HERE / "results" / f"{stamp}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = [Coffre("coffre")]
+    for spec in a.also_coffre:
+        name, _, python = spec.partition("=")
+        extra = Coffre(name)
+        extra.python = python
+        servers.append(extra)
     if not a.no_nginx:
         servers.append(Nginx("nginx"))
     if not a.no_seaweedfs:
