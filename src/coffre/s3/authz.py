@@ -166,8 +166,10 @@ def principal_of(ctx: Ctx) -> Principal:
     return ctx.principal if ctx.principal is not None else ANONYMOUS
 
 
-def base_keys(ctx: Ctx, principal: Principal) -> dict[str, list[str]]:
-    """The global and S3 condition keys of a request (lower-case names, as the engine reads)."""
+def global_keys(ctx: Ctx, principal: Principal) -> dict[str, list[str]]:
+    """The global aws:* condition keys of a request, what it and its caller are (lower-case
+    names, as the engine reads); the IAM API uses them as they are. aws:Referer is added for
+    S3 requests only (base_keys)."""
     now = time.time()
     keys: dict[str, list[str]] = {
         "aws:currenttime": [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))],
@@ -177,9 +179,8 @@ def base_keys(ctx: Ctx, principal: Principal) -> dict[str, list[str]]:
     peer = ctx.request.remote
     if peer:
         keys["aws:sourceip"] = [peer]
-    for header, name in (("referer", "aws:referer"), ("user-agent", "aws:useragent")):
-        if header in ctx.headers:
-            keys[name] = [ctx.headers[header]]
+    if "user-agent" in ctx.headers:
+        keys["aws:useragent"] = [ctx.headers["user-agent"]]
     if principal.is_anonymous:
         keys["aws:principaltype"] = ["Anonymous"]
     else:
@@ -194,6 +195,14 @@ def base_keys(ctx: Ctx, principal: Principal) -> dict[str, list[str]]:
             keys["aws:userid"] = [principal.user_id or principal.name]
         for k, v in principal.tags:
             keys["aws:principaltag/" + k.lower()] = [v]
+    return keys
+
+
+def base_keys(ctx: Ctx, principal: Principal) -> dict[str, list[str]]:
+    """The global and S3 condition keys of a request (lower-case names, as the engine reads)."""
+    keys = global_keys(ctx, principal)
+    if "referer" in ctx.headers:
+        keys["aws:referer"] = [ctx.headers["referer"]]
     auth = ctx.auth
     if auth is not None:
         keys["s3:signatureversion"] = ["AWS4-HMAC-SHA256" if auth.version == 4 else "AWS"]

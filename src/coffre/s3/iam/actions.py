@@ -8,7 +8,6 @@ Output element names and nesting follow botocore's IAM model (the shapes every S
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -32,6 +31,7 @@ from coffre.core.iam import (
 )
 from coffre.core.identity import Principal
 from coffre.meta.records import AccessKeyRecord, GroupRecord, PolicyRecord, UserRecord
+from coffre.s3.authz import global_keys
 from coffre.s3.context import Ctx
 from coffre.s3.iam.query import Params, page, sort_by_name, timestamp, truncation
 from coffre.s3.xml import Doc
@@ -61,7 +61,8 @@ class Call:
     async def authorize(self, action: str, resource: str, keys: Mapping[str, Sequence[str]] | None = None) -> None:
         """The caller's identity policies must allow ``iam:<action>`` on ``resource`` (a tenant
         root may do anything in its tenant). The refusal names both, as IAM's does."""
-        request_keys = self.global_keys()
+        # The global aws:* keys only: no s3:* key ever applies to an IAM action.
+        request_keys: dict[str, Sequence[str]] = dict(global_keys(self.ctx, self.principal))
         for k, v in self.resource_tags.items():
             request_keys["aws:resourcetag/" + k.lower()] = [v]
             request_keys["iam:resourcetag/" + k.lower()] = [v]
@@ -71,30 +72,6 @@ class Call:
         except AccessDenied as e:
             raise AccessDenied(f"User: {self.principal.arn} is not authorized to perform: iam:{action} on "
                                f"resource: {resource}") from e
-
-    def global_keys(self) -> dict[str, Sequence[str]]:
-        """The aws:* condition keys of this call (names lower-case, as the policy engine reads):
-        what the request and the caller are, so conditions and ${aws:username} work in IAM
-        policies as they do on AWS. No s3:* key: they never apply to an IAM action."""
-        now = time.time()
-        p = self.principal
-        keys: dict[str, Sequence[str]] = {
-            "aws:currenttime": [timestamp(now)], "aws:epochtime": [str(int(now))],
-            "aws:securetransport": ["true" if self.ctx.request.secure else "false"],
-            "aws:principalaccount": [p.tenant_id], "aws:principalarn": [p.arn],
-        }
-        if self.ctx.request.remote:
-            keys["aws:sourceip"] = [self.ctx.request.remote]
-        if "user-agent" in self.ctx.headers:
-            keys["aws:useragent"] = [self.ctx.headers["user-agent"]]
-        if p.is_root:
-            keys["aws:principaltype"], keys["aws:userid"] = ["Account"], [p.tenant_id]
-        else:
-            keys["aws:principaltype"], keys["aws:username"] = ["User"], [p.name]
-            keys["aws:userid"] = [p.user_id or p.name]
-        for k, v in p.tags:
-            keys["aws:principaltag/" + k.lower()] = [v]
-        return keys
 
     # The ARN a policy sees for an entity: with its path when it exists (policies may grant by
     # path), with "/" when it does not (authorisation comes before existence, as in IAM).
