@@ -9,8 +9,10 @@ matches a request.
 
 from __future__ import annotations
 
-S3_ACTIONS: frozenset[str] = frozenset(name.lower() for name in (
-    # objects
+# The actions whose resource is an object (arn:aws:s3:::bucket/key); the others name a bucket
+# (or the account, an access point, a job...). A bucket policy statement whose actions and
+# resources never meet is refused ("Action does not apply to any resource(s) in statement").
+S3_OBJECT_ACTIONS: frozenset[str] = frozenset(name.lower() for name in (
     "AbortMultipartUpload", "BypassGovernanceRetention", "DeleteObject", "DeleteObjectTagging",
     "DeleteObjectVersion", "DeleteObjectVersionTagging", "GetObject", "GetObjectAcl",
     "GetObjectAttributes", "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging",
@@ -20,6 +22,9 @@ S3_ACTIONS: frozenset[str] = frozenset(name.lower() for name in (
     "PutObject", "PutObjectAcl", "PutObjectLegalHold", "PutObjectRetention", "PutObjectTagging",
     "PutObjectVersionAcl", "PutObjectVersionTagging", "ReplicateDelete", "ReplicateObject",
     "ReplicateTags", "RestoreObject", "RenameObject", "GetObjectAnnotation",
+))
+
+S3_ACTIONS: frozenset[str] = S3_OBJECT_ACTIONS | frozenset(name.lower() for name in (
     # buckets
     "CreateBucket", "DeleteBucket", "DeleteBucketOwnershipControls", "DeleteBucketPolicy",
     "DeleteBucketWebsite", "DeleteBucketMetadataTableConfiguration",
@@ -76,19 +81,4 @@ S3_ACTIONS: frozenset[str] = frozenset(name.lower() for name in (
     "DeleteAccessGrantsInstanceResourcePolicy", "AssociateAccessGrantsIdentityCenter",
     "DissociateAccessGrantsIdentityCenter", "ListAccessPointsForDirectoryBuckets",
     "GetAccessPointScope", "PutAccessPointScope", "DeleteAccessPointScope",
-))
-
-# The actions whose resource is an object (arn:aws:s3:::bucket/key); the others name a bucket
-# (or the account, an access point, a job...). A bucket policy statement whose actions and
-# resources never meet is refused ("Action does not apply to any resource(s) in statement").
-S3_OBJECT_ACTIONS: frozenset[str] = frozenset(name.lower() for name in (
-    "AbortMultipartUpload", "BypassGovernanceRetention", "DeleteObject", "DeleteObjectTagging",
-    "DeleteObjectVersion", "DeleteObjectVersionTagging", "GetObject", "GetObjectAcl",
-    "GetObjectAttributes", "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging",
-    "GetObjectTorrent", "GetObjectVersion", "GetObjectVersionAcl", "GetObjectVersionAttributes",
-    "GetObjectVersionForReplication", "GetObjectVersionTagging", "GetObjectVersionTorrent",
-    "InitiateReplication", "ListMultipartUploadParts", "ObjectOwnerOverrideToBucketOwner",
-    "PutObject", "PutObjectAcl", "PutObjectLegalHold", "PutObjectRetention", "PutObjectTagging",
-    "PutObjectVersionAcl", "PutObjectVersionTagging", "ReplicateDelete", "ReplicateObject",
-    "ReplicateTags", "RestoreObject", "RenameObject", "GetObjectAnnotation",
 ))
