@@ -380,27 +380,32 @@ async def get_access_key_last_used(call: Call) -> Doc:
 
 
 # -- inline policies of users and groups --
+_OWNER_MAX = {"user": MAX_USER_NAME * 2, "group": MAX_GROUP_NAME}
+
+
+async def _owner_resource(call: Call, kind: str, owner: str) -> str:
+    """The ARN of the user or group an inline-policy or attachment action is about."""
+    return await (call.user_resource(owner) if kind == "user" else call.group_resource(owner))
+
+
 def _inline(kind: str) -> None:
     """Register Put/Get/Delete/List{User,Group}Policy for one kind of owner."""
     cap = kind.capitalize()
     owner_param = f"{cap}Name"
-    owner_max = MAX_USER_NAME * 2 if kind == "user" else MAX_GROUP_NAME
-
-    async def resource(call: Call, owner: str) -> str:
-        return await (call.user_resource(owner) if kind == "user" else call.group_resource(owner))
+    owner_max = _OWNER_MAX[kind]
 
     async def put(call: Call) -> None:
         owner = _name(call, owner_param, owner_max)
         name = _name(call, "PolicyName", MAX_POLICY_NAME)
         document = call.params.required("PolicyDocument")
-        await call.authorize(f"Put{cap}Policy", await resource(call, owner))
+        await call.authorize(f"Put{cap}Policy", await _owner_resource(call, kind, owner))
         await call.iam.put_inline_policy(call.tenant, kind, owner, name, document)
         return None
 
     async def get(call: Call) -> Doc:
         owner = _name(call, owner_param, owner_max)
         name = _name(call, "PolicyName", MAX_POLICY_NAME)
-        await call.authorize(f"Get{cap}Policy", await resource(call, owner))
+        await call.authorize(f"Get{cap}Policy", await _owner_resource(call, kind, owner))
         document = await call.iam.get_inline_policy(call.tenant, kind, owner, name)
         stored = (await call.iam.get_user(call.tenant, owner)).name if kind == "user" else \
             (await call.iam.get_group(call.tenant, owner))[0].name
@@ -410,13 +415,13 @@ def _inline(kind: str) -> None:
     async def delete(call: Call) -> None:
         owner = _name(call, owner_param, owner_max)
         name = _name(call, "PolicyName", MAX_POLICY_NAME)
-        await call.authorize(f"Delete{cap}Policy", await resource(call, owner))
+        await call.authorize(f"Delete{cap}Policy", await _owner_resource(call, kind, owner))
         await call.iam.delete_inline_policy(call.tenant, kind, owner, name)
         return None
 
     async def listing(call: Call) -> Doc:
         owner = _name(call, owner_param, owner_max)
-        await call.authorize(f"List{cap}Policies", await resource(call, owner))
+        await call.authorize(f"List{cap}Policies", await _owner_resource(call, kind, owner))
         names = sort_by_name(await call.iam.list_inline_policies(call.tenant, kind, owner), lambda n: n)
         chunk, marker = page(names, call.params, lambda n: n)
         return truncation(_names(Doc(), "PolicyNames", chunk), marker)
@@ -516,8 +521,7 @@ async def list_entities_for_policy(call: Call) -> Doc:
     entity_filter = call.params.get("EntityFilter")
     if entity_filter not in (None, "User", "Group", "Role", "LocalManagedPolicy", "AWSManagedPolicy"):
         raise InvalidInput(f"Invalid EntityFilter: {entity_filter[:32]}")
-    prefix = call.params.get("PathPrefix") or "/"
-    check_path_prefix(prefix)
+    prefix = _prefix(call)
     await call.authorize("ListEntitiesForPolicy", arn)
     users, groups = await call.iam.list_entities_for_policy(call.tenant, arn)
     entities: list[tuple[str, UserRecord | GroupRecord]] = []
@@ -547,8 +551,7 @@ async def list_policies(call: Call) -> Doc:
         raise InvalidInput(f"1 validation error detected: Value '{scope[:32]}' at 'scope' failed to satisfy "
                            "constraint: Member must satisfy enum value set: [All, AWS, Local]")
     only_attached = call.params.boolean("OnlyAttached") or False
-    prefix = call.params.get("PathPrefix") or "/"
-    check_path_prefix(prefix)
+    prefix = _prefix(call)
     await call.authorize("ListPolicies", call.arn("policy", "/", ""))
     # AWS-managed policies do not exist in coffre: Scope=AWS lists nothing.
     policies = [] if scope == "AWS" else await call.iam.list_policies(call.tenant)
@@ -577,30 +580,26 @@ def _attachments(kind: str) -> None:
     """Register Attach/Detach{User,Group}Policy and ListAttached{User,Group}Policies."""
     cap = kind.capitalize()
     owner_param = f"{cap}Name"
-    owner_max = MAX_USER_NAME * 2 if kind == "user" else MAX_GROUP_NAME
-
-    async def resource(call: Call, owner: str) -> str:
-        return await (call.user_resource(owner) if kind == "user" else call.group_resource(owner))
+    owner_max = _OWNER_MAX[kind]
 
     async def attach(call: Call) -> None:
         owner = _name(call, owner_param, owner_max)
         arn = _policy_arn(call)
-        await call.authorize(f"Attach{cap}Policy", await resource(call, owner), {"iam:policyarn": [arn]})
+        await call.authorize(f"Attach{cap}Policy", await _owner_resource(call, kind, owner), {"iam:policyarn": [arn]})
         await call.iam.attach_policy(call.tenant, kind, owner, arn)
         return None
 
     async def detach(call: Call) -> None:
         owner = _name(call, owner_param, owner_max)
         arn = _policy_arn(call)
-        await call.authorize(f"Detach{cap}Policy", await resource(call, owner), {"iam:policyarn": [arn]})
+        await call.authorize(f"Detach{cap}Policy", await _owner_resource(call, kind, owner), {"iam:policyarn": [arn]})
         await call.iam.detach_policy(call.tenant, kind, owner, arn)
         return None
 
     async def listing(call: Call) -> Doc:
         owner = _name(call, owner_param, owner_max)
-        prefix = call.params.get("PathPrefix") or "/"
-        check_path_prefix(prefix)
-        await call.authorize(f"ListAttached{cap}Policies", await resource(call, owner))
+        prefix = _prefix(call)
+        await call.authorize(f"ListAttached{cap}Policies", await _owner_resource(call, kind, owner))
         policies = [p for p in await call.iam.list_attached_policies(call.tenant, kind, owner)
                     if p.path.startswith(prefix)]
         chunk, marker = page(sort_by_name(policies, lambda p: p.name), call.params, lambda p: p.name)
