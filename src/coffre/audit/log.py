@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 from coffre.audit import records as r
 from coffre.audit.records import Record, Signer
+from coffre.blob.local import fsync_dir
 
 log = logging.getLogger("coffre.audit")
 
@@ -206,7 +207,7 @@ class AuditLog:
         self._day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
         self._write({"type": r.SEGMENT, "time": r.utc(now), "segment": name})
         self._since_checkpoint -= 1  # a header alone needs no seal
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # -- retention --
     def prune(self, now: float) -> list[str]:
@@ -241,7 +242,7 @@ class AuditLog:
         self._sync()
         for name in removable:
             os.unlink(os.path.join(self.directory, name))
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         log.info("audit: retention removed %d segment(s) up to %s", len(removable), removable[-1])
         return removable
 
@@ -261,11 +262,3 @@ def _parse_utc(value: str) -> float:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return float("inf")  # unreadable: never treated as old
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

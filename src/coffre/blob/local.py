@@ -24,7 +24,8 @@ INLINE_READ = 128 * 1024
 T = TypeVar("T")
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a directory's entries durable (after a create, rename or unlink in it)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -78,11 +79,11 @@ class LocalBlobStore(BlobStore):
             os.replace(tmp, final)
         except FileNotFoundError:
             os.makedirs(d, mode=0o700, exist_ok=True)
-            _fsync_dir(os.path.dirname(d))
-            _fsync_dir(self.root)
+            fsync_dir(os.path.dirname(d))
+            fsync_dir(self.root)
             os.replace(tmp, final)
         os.fsync(fd)
-        _fsync_dir(d)
+        fsync_dir(d)
         return n
 
     @staticmethod

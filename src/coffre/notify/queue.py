@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import os
 
+from coffre.blob.local import fsync_dir
+
 SUFFIX = ".jsonl"
 _TMP = ".tmp"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def name(seq: int) -> str:
@@ -70,7 +64,7 @@ class DiskQueue:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def read(self, seq: int) -> list[bytes]:
         try:
@@ -95,4 +89,4 @@ class DiskQueue:
             os.unlink(os.path.join(self.directory, name(seq)))
         except FileNotFoundError:
             return
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
