@@ -39,6 +39,34 @@ def parse(body: bytes) -> etree._Element:
     return root
 
 
+def has_text(s: str | None) -> bool:
+    """Whether ``s`` holds more than whitespace."""
+    return bool(s and s.strip())
+
+
+def children(el: etree._Element, *, text_without_children: bool = False) -> list[etree._Element]:
+    """The element children of ``el``; stray text beside them is MalformedXML.
+
+    ``text_without_children`` lets text stand in an element that has no children at all."""
+    if has_text(el.text) and (len(el) or not text_without_children):
+        raise MalformedXML()
+    out = []
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if has_text(child.tail):
+            raise MalformedXML()
+        out.append(child)
+    return out
+
+
+def leaf(el: etree._Element) -> str:
+    """The text of an element that must have no children (MalformedXML otherwise)."""
+    if len(el):
+        raise MalformedXML()
+    return el.text or ""
+
+
 def text(el: etree._Element, name: str, default: str | None = None) -> str | None:
     child = el.find(name)
     if child is None:

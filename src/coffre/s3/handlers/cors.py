@@ -21,22 +21,18 @@ _LISTS = {"AllowedOrigin": "origins", "AllowedMethod": "methods", "AllowedHeader
           "ExposeHeader": "expose"}
 
 
-def _has_text(s: str | None) -> bool:
-    return bool(s and s.strip())
-
-
 def parse_rules(body: bytes) -> list[CorsRule]:
     """A <CORSConfiguration> document as rules; any departure from S3's schema is MalformedXML.
 
     Values are kept exactly as sent (S3 neither trims nor changes their case)."""
     root = xml.parse(body)
-    if root.tag != "CORSConfiguration" or _has_text(root.text):
+    if root.tag != "CORSConfiguration" or xml.has_text(root.text):
         raise MalformedXML()
     rules: list[CorsRule] = []
     for el in root:
         if not isinstance(el.tag, str):
             continue
-        if el.tag != "CORSRule" or _has_text(el.tail) or _has_text(el.text):
+        if el.tag != "CORSRule" or xml.has_text(el.tail) or xml.has_text(el.text):
             raise MalformedXML()
         rules.append(_rule(el))
     if not rules or len(rules) > cors.MAX_RULES:
@@ -51,7 +47,7 @@ def _rule(el: etree._Element) -> CorsRule:
     for child in el:
         if not isinstance(child.tag, str):
             continue
-        if _has_text(child.tail) or len(child):
+        if xml.has_text(child.tail) or len(child):
             raise MalformedXML()
         value = child.text or ""
         if child.tag in _LISTS:

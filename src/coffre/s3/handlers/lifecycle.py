@@ -39,43 +39,19 @@ from coffre.s3.xml import Doc
 
 MIN_SIZE_HEADER = "x-amz-transition-default-minimum-object-size"
 _INT = re.compile(r"-?[0-9]{1,19}")
-
-
-def _has_text(s: str | None) -> bool:
-    return bool(s and s.strip())
+_REPEATABLE = ("Transition", "NoncurrentVersionTransition")
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
-    """Element children; stray text between them is MalformedXML."""
-    if len(el) and _has_text(el.text):
-        raise MalformedXML()
-    out = []
-    for child in el:
-        if not isinstance(child.tag, str):
-            continue
-        if _has_text(child.tail):
-            raise MalformedXML()
-        out.append(child)
-    return out
-
-
-def _leaf(el: etree._Element) -> str:
-    if len(el):
-        raise MalformedXML()
-    return el.text or ""
+    """Element children; stray text between them is MalformedXML (text alone is let be)."""
+    return xml.children(el, text_without_children=True)
 
 
 def _int(el: etree._Element) -> int:
-    value = _leaf(el).strip()
+    value = xml.leaf(el).strip()
     if not _INT.fullmatch(value):
         raise MalformedXML()
     return int(value)
-
-
-def _once(seen: set[str], tag: str) -> None:
-    if tag in seen:
-        raise MalformedXML()
-    seen.add(tag)
 
 
 def parse(body: bytes) -> list[Rule]:
@@ -104,25 +80,23 @@ def _rule(el: etree._Element) -> Rule:
     transitions: list[str] = []
     for child in _children(el):
         tag = child.tag
+        if tag not in _REPEATABLE:  # every other element at most once
+            if tag in seen:
+                raise MalformedXML()
+            seen.add(tag)
         if tag == "ID":
-            _once(seen, tag)
-            rid = _leaf(child)
+            rid = xml.leaf(child)
         elif tag == "Status":
-            _once(seen, tag)
-            status = _leaf(child)
+            status = xml.leaf(child)
             if status not in (lifecycle.ENABLED, lifecycle.DISABLED):
                 raise MalformedXML()
         elif tag == "Prefix":
-            _once(seen, tag)
-            legacy = _leaf(child)
+            legacy = xml.leaf(child)
         elif tag == "Filter":
-            _once(seen, tag)
             flt = _filter(child)
         elif tag == "Expiration":
-            _once(seen, tag)
             fields.update(_expiration(child))
         elif tag == "NoncurrentVersionExpiration":
-            _once(seen, tag)
             for c in _children(child):
                 if c.tag == "NoncurrentDays" and "noncurrent_days" not in fields:
                     fields["noncurrent_days"] = _int(c)
@@ -133,16 +107,15 @@ def _rule(el: etree._Element) -> Rule:
             if "noncurrent_days" not in fields:
                 raise MalformedXML()
         elif tag == "AbortIncompleteMultipartUpload":
-            _once(seen, tag)
             kids = _children(child)
             if len(kids) != 1 or kids[0].tag != "DaysAfterInitiation":
                 raise MalformedXML()
             fields["abort_days"] = _int(kids[0])
-        elif tag in ("Transition", "NoncurrentVersionTransition"):
+        elif tag in _REPEATABLE:
             storage_class = ""
             for c in _children(child):
                 if c.tag == "StorageClass":
-                    storage_class = _leaf(c)
+                    storage_class = xml.leaf(c)
                 elif c.tag not in ("Days", "Date", "NoncurrentDays", "NewerNoncurrentVersions"):
                     raise MalformedXML()
             transitions.append(storage_class)
@@ -163,11 +136,11 @@ def _expiration(el: etree._Element) -> dict[str, object]:
             out["expiration_days"] = _int(c)
         elif c.tag == "Date" and "expiration_date" not in out:
             try:
-                out["expiration_date"] = lifecycle.parse_date(_leaf(c))
+                out["expiration_date"] = lifecycle.parse_date(xml.leaf(c))
             except ValueError as e:
                 raise MalformedXML() from e
         elif c.tag == "ExpiredObjectDeleteMarker" and "expired_object_delete_marker" not in out:
-            value = _leaf(c).strip().lower()
+            value = xml.leaf(c).strip().lower()
             if value not in ("true", "false"):
                 raise MalformedXML()
             out["expired_object_delete_marker"] = value == "true"
@@ -186,15 +159,15 @@ def _conditions(kids: list[etree._Element], allow_many: bool) -> Filter:
     lt: int | None = None
     for c in kids:
         if c.tag == "Prefix" and prefix is None:
-            prefix = _leaf(c)
+            prefix = xml.leaf(c)
         elif c.tag == "Tag":
             key: str | None = None
             value: str | None = None
             for t in _children(c):
                 if t.tag == "Key" and key is None:
-                    key = _leaf(t)
+                    key = xml.leaf(t)
                 elif t.tag == "Value" and value is None:
-                    value = _leaf(t)
+                    value = xml.leaf(t)
                 else:
                     raise MalformedXML()
             if key is None or value is None:

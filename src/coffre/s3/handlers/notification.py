@@ -15,36 +15,13 @@ from coffre.s3.xml import Doc
 _ARN_ELEMENT = dict(cfg.KINDS)
 
 
-def _has_text(s: str | None) -> bool:
-    return bool(s and s.strip())
-
-
-def _children(el: etree._Element) -> list[etree._Element]:
-    if _has_text(el.text):
-        raise MalformedXML()
-    out = []
-    for child in el:
-        if not isinstance(child.tag, str):
-            continue
-        if _has_text(child.tail):
-            raise MalformedXML()
-        out.append(child)
-    return out
-
-
-def _leaf(el: etree._Element) -> str:
-    if len(el):
-        raise MalformedXML()
-    return el.text or ""
-
-
 def parse(body: bytes) -> list[cfg.Rule]:
     """A <NotificationConfiguration> as rules (Ids generated where none was sent, as S3 does)."""
     root = xml.parse(body)
     if root.tag != "NotificationConfiguration":
         raise MalformedXML()
     rules: list[cfg.Rule] = []
-    for el in _children(root):
+    for el in xml.children(root):
         if el.tag == "EventBridgeConfiguration":
             raise InvalidArgument("EventBridge is not available on this server; name an operator target "
                                   "in a QueueConfiguration.", name="EventBridgeConfiguration")
@@ -62,19 +39,19 @@ def _rule(el: etree._Element) -> cfg.Rule:
     prefix: str | None = None
     suffix: str | None = None
     seen_filter = False
-    for child in _children(el):
+    for child in xml.children(el):
         if child.tag == "Id":
             if rid is not None:
                 raise MalformedXML()
-            rid = _leaf(child)
+            rid = xml.leaf(child)
             if len(rid) > cfg.MAX_ID_LENGTH:
                 raise InvalidArgument(f"The Id is longer than {cfg.MAX_ID_LENGTH} characters.", name="Id")
         elif child.tag == arn_tag:
             if arn is not None:
                 raise MalformedXML()
-            arn = _leaf(child).strip()
+            arn = xml.leaf(child).strip()
         elif child.tag == "Event":
-            events.append(_leaf(child).strip())
+            events.append(xml.leaf(child).strip())
         elif child.tag == "Filter":
             if seen_filter:
                 raise MalformedXML()
@@ -90,18 +67,18 @@ def _rule(el: etree._Element) -> cfg.Rule:
 def _filter(el: etree._Element) -> tuple[str | None, str | None]:
     prefix: str | None = None
     suffix: str | None = None
-    for key in _children(el):
+    for key in xml.children(el):
         if key.tag != "S3Key":
             raise MalformedXML()
-        for rule in _children(key):
+        for rule in xml.children(key):
             if rule.tag != "FilterRule":
                 raise MalformedXML()
             name = value = None
-            for part in _children(rule):
+            for part in xml.children(rule):
                 if part.tag == "Name" and name is None:
-                    name = _leaf(part)
+                    name = xml.leaf(part)
                 elif part.tag == "Value" and value is None:
-                    value = _leaf(part)
+                    value = xml.leaf(part)
                 else:
                     raise MalformedXML()
             if name is None or value is None:
