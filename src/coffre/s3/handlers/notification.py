@@ -104,16 +104,14 @@ def _filter(el: etree._Element) -> tuple[str | None, str | None]:
 
 @operation("PutBucketNotificationConfiguration")
 async def put_bucket_notification_configuration(ctx: Ctx) -> web.StreamResponse:
-    await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
+    bucket = await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
     rules = parse(await read_verified(ctx, missing=None))
     # Only the operator's targets can be destinations, and of those only the ones open to the
     # bucket's tenant: an ARN naming anything else is refused, with the same words either way.
     targets = cfg.parse_targets(ctx.settings.notify_targets)
     if rules and any(t.restricted for t in targets.values()):
-        bucket = await ctx.coffre.meta.get_bucket(ctx.b)
-        tenant_id = bucket.tenant_id if bucket is not None else ""
-        tenant = await ctx.coffre.meta.get_tenant(tenant_id)
-        targets = cfg.available(targets, tenant_id, tenant.name if tenant is not None else None)
+        tenant = await ctx.coffre.meta.get_tenant(bucket.tenant_id)
+        targets = cfg.available(targets, bucket.tenant_id, tenant.name if tenant is not None else None)
     cfg.validate(rules, targets, ctx.settings.region)
     await ctx.coffre.meta.put_bucket_config(ctx.b, "notification", cfg.dumps(rules) if rules else None)
     return ctx.empty()
