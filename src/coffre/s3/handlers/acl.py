@@ -20,10 +20,11 @@ from coffre.core.errors import (
     MalformedACLError,
     MalformedXML,
 )
-from coffre.meta.records import NULL_VERSION, BucketRecord
+from coffre.meta.records import BucketRecord
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.documents import read_verified
+from coffre.s3.handlers.tagging import version_header
 from coffre.s3.xml import Doc
 
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -146,8 +147,7 @@ async def get_object_acl(ctx: Ctx) -> web.StreamResponse:
     else:
         owner = await access.canonical_id(bucket.tenant_id)
         grants = acl.owner_full_control(owner)
-    if obj.version_id != NULL_VERSION:
-        ctx.response_headers["x-amz-version-id"] = obj.version_id
+    version_header(ctx, obj.version_id)
     return ctx.xml(acl_doc(owner, grants))
 
 
@@ -163,6 +163,5 @@ async def put_object_acl(ctx: Ctx) -> web.StreamResponse:
         version = await access.set_object_acl(bucket, ctx.k, obj.version_id, acl.dumps(grants, obj.owner))
     else:
         version = obj.version_id
-    if version != NULL_VERSION:
-        ctx.response_headers["x-amz-version-id"] = version
+    version_header(ctx, version)
     return ctx.empty()

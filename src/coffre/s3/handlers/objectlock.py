@@ -19,10 +19,10 @@ from lxml import etree
 
 from coffre.core.errors import MalformedXML, MissingRequestBodyError
 from coffre.core.objectlock import LEGAL_HOLD_STATUSES, MODES, LockConfiguration, check_rule, parse_date
-from coffre.meta.records import NULL_VERSION
 from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers.documents import MISSING_DIGEST, read_verified
+from coffre.s3.handlers.tagging import version_header
 from coffre.s3.xml import Doc, iso8601
 
 
@@ -46,11 +46,6 @@ async def _document(ctx: Ctx, root_name: str) -> etree._Element:
     if root.tag != root_name:
         raise MalformedXML()
     return root
-
-
-def _version_header(ctx: Ctx, version_id: str) -> None:
-    if version_id != NULL_VERSION:
-        ctx.response_headers["x-amz-version-id"] = version_id
 
 
 # -- bucket configuration --
@@ -107,7 +102,7 @@ async def put_object_retention(ctx: Ctx) -> web.StreamResponse:
     bypass = await authz.bypass_governance(ctx, ctx.k, version_id)
     version = await ctx.coffre.objectlock.put_retention(ctx.p, ctx.b, ctx.k, version_id, mode, until,
                                                         bypass_governance=bypass)
-    _version_header(ctx, version)
+    version_header(ctx, version)
     return ctx.empty()
 
 
@@ -129,7 +124,7 @@ async def put_object_legal_hold(ctx: Ctx) -> web.StreamResponse:
         raise MalformedXML()
     version = await ctx.coffre.objectlock.put_legal_hold(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"),
                                                          value == "ON")
-    _version_header(ctx, version)
+    version_header(ctx, version)
     return ctx.empty()
 
 

@@ -57,7 +57,8 @@ def _tagging_doc(tags: dict[str, str]) -> Doc:
     return doc.close("TagSet").close("Tagging")
 
 
-def _version_header(ctx: Ctx, version_id: str) -> None:
+def version_header(ctx: Ctx, version_id: str) -> None:
+    """x-amz-version-id on the answer about an object's version (none for the null version)."""
     if version_id != NULL_VERSION:
         ctx.response_headers["x-amz-version-id"] = version_id
 
@@ -65,7 +66,7 @@ def _version_header(ctx: Ctx, version_id: str) -> None:
 @operation("GetObjectTagging")
 async def get_object_tagging(ctx: Ctx) -> web.StreamResponse:
     obj = await ctx.coffre.tagging.get_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"))
-    _version_header(ctx, obj.version_id)
+    version_header(ctx, obj.version_id)
     return ctx.xml(_tagging_doc(obj.tags))
 
 
@@ -74,7 +75,7 @@ async def put_object_tagging(ctx: Ctx) -> web.StreamResponse:
     pairs = parse_tagging(await _read_document(ctx, digest_required=False))
     await authz.request_tags(ctx, pairs)
     version = await ctx.coffre.tagging.put_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"), pairs)
-    _version_header(ctx, version)
+    version_header(ctx, version)
     ctx.changes.append(Change("ObjectTagging:Put", ctx.k, version_id=version if version != NULL_VERSION else None))
     return ctx.empty()
 
@@ -82,7 +83,7 @@ async def put_object_tagging(ctx: Ctx) -> web.StreamResponse:
 @operation("DeleteObjectTagging")
 async def delete_object_tagging(ctx: Ctx) -> web.StreamResponse:
     version = await ctx.coffre.tagging.delete_object_tagging(ctx.p, ctx.b, ctx.k, ctx.query.get("versionId"))
-    _version_header(ctx, version)
+    version_header(ctx, version)
     ctx.changes.append(Change("ObjectTagging:Delete", ctx.k, version_id=version if version != NULL_VERSION else None))
     return ctx.empty(204)
 
