@@ -512,7 +512,7 @@ class AdminApi:
         if "access_key_id" in b or "secret_access_key" in b:
             akid, secret = b.get("access_key_id", ""), b.get("secret_access_key", "")
             check_imported_key(akid, secret)
-            principal = ROOT_USER if user == ROOT_USER else (await self.coffre.iam.get_user(tenant.id, user)).name
+            principal = await self.coffre.iam.principal_name(tenant.id, user)
             key = await self.coffre.tenancy.put_access_key(tenant, principal, akid, secret)
         else:
             key, secret = await self.coffre.iam.create_access_key(tenant.id, user)
@@ -566,7 +566,7 @@ class AdminApi:
         tenant = await self._tenant(call)
         rec = await self.coffre.iam.get_policy(tenant.id, await self._policy_arn(tenant, call.params["policy"]))
         return dict(self._policy_json(rec),
-                    attachments=await self.coffre.meta.policy_attachment_count(tenant.id, rec.name))
+                    attachments=await self.coffre.iam.attachment_count(tenant.id, rec))
 
     async def delete_policy(self, call: Call) -> None:
         tenant = await self._tenant(call)

@@ -286,7 +286,7 @@ class IamService:
         self.on_change(user.tenant_id)  # aws:PrincipalTag conditions read the tags
 
     # -- access keys (user ROOT_USER = the tenant root) --
-    async def _key_owner(self, tenant_id: str, user: str) -> str:
+    async def principal_name(self, tenant_id: str, user: str) -> str:
         """The principal name stored on a key: ROOT_USER, or the user's name as stored."""
         if user == ROOT_USER:
             return ROOT_USER
@@ -294,7 +294,7 @@ class IamService:
 
     async def create_access_key(self, tenant_id: str, user: str) -> tuple[AccessKeyRecord, str]:
         """A new active key and its secret (shown once, never stored in plaintext)."""
-        principal = await self._key_owner(tenant_id, user)
+        principal = await self.principal_name(tenant_id, user)
         akid, secret = new_access_key_id(), new_secret_key()
         key = AccessKeyRecord(access_key_id=akid, tenant_id=tenant_id, principal=principal,
                               wrapped_secret=self.keyring.wrap_secret(akid, secret), status="active",
@@ -310,12 +310,12 @@ class IamService:
         """The keys of one principal, or (user None) of the whole tenant, oldest first."""
         if user is None:
             return await self.meta.list_access_keys(tenant_id)
-        return await self.meta.list_access_keys(tenant_id, await self._key_owner(tenant_id, user))
+        return await self.meta.list_access_keys(tenant_id, await self.principal_name(tenant_id, user))
 
     async def get_access_key(self, tenant_id: str, access_key_id: str, user: str | None = None) -> AccessKeyRecord:
         """A key of this tenant (and of ``user`` when given); another tenant's key is as absent
         as a key that never existed."""
-        owner = None if user is None else await self._key_owner(tenant_id, user)
+        owner = None if user is None else await self.principal_name(tenant_id, user)
         key = await self.meta.get_access_key(access_key_id)
         if key is None or key.tenant_id != tenant_id or (owner is not None and key.principal != owner):
             raise NoSuchEntity(f"The Access Key with id {_shown(access_key_id)} cannot be found.")
@@ -409,7 +409,7 @@ class IamService:
         u = await self.get_user(tenant_id, user)
         return await self.meta.list_groups_for_user(tenant_id, u.name)
 
-    async def _owner(self, tenant_id: str, kind: str, owner: str) -> str:
+    async def stored_name(self, tenant_id: str, kind: str, owner: str) -> str:
         """The stored name of an existing user or group (NoSuchEntity otherwise)."""
         check_kind(kind)
         if kind == "user":
@@ -419,7 +419,7 @@ class IamService:
     # -- inline policies (kind "user" | "group") --
     async def put_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str, document: str) -> None:
         check_name(name, "policyName", MAX_POLICY_NAME)
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         _validate_document(document)
         limit = USER_INLINE_TOTAL if kind == "user" else GROUP_INLINE_TOTAL
         async with self._limits:
@@ -438,14 +438,14 @@ class IamService:
         self.on_change(tenant_id)
 
     async def get_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> str:
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         document = await self.meta.get_inline_policy(tenant_id, kind, stored_owner, name)
         if document is None:
             raise NoSuchEntity(f"The {kind} policy with name {_shown(name)} cannot be found.")
         return document
 
     async def delete_inline_policy(self, tenant_id: str, kind: str, owner: str, name: str) -> None:
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         try:
             await self.meta.delete_inline_policy(tenant_id, kind, stored_owner, name)
         except NotFound as e:
@@ -453,7 +453,7 @@ class IamService:
         self.on_change(tenant_id)
 
     async def list_inline_policies(self, tenant_id: str, kind: str, owner: str) -> list[str]:
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         return await self.meta.list_inline_policies(tenant_id, kind, stored_owner)
 
     # -- managed policies (ARN arn:aws:iam::TENANT:policy/PATHNAME) --
@@ -530,7 +530,7 @@ class IamService:
 
     async def delete_policy(self, tenant_id: str, arn: str) -> None:
         policy = await self.get_policy(tenant_id, arn)
-        if await self.meta.policy_attachment_count(tenant_id, policy.name):
+        if await self.attachment_count(tenant_id, policy):
             raise DeleteConflict("Cannot delete a policy attached to entities.")
         try:
             await self.meta.delete_policy(tenant_id, policy.name)
@@ -542,7 +542,7 @@ class IamService:
 
     async def attach_policy(self, tenant_id: str, kind: str, owner: str, arn: str) -> None:
         policy = await self.get_policy(tenant_id, arn)
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         async with self._limits:
             attached = await self.meta.list_attached_policies(tenant_id, kind, stored_owner)
             if len(attached) >= MANAGED_POLICIES_PER_ENTITY and \
@@ -557,7 +557,7 @@ class IamService:
 
     async def detach_policy(self, tenant_id: str, kind: str, owner: str, arn: str) -> None:
         policy = await self.get_policy(tenant_id, arn)
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         try:
             await self.meta.detach_policy(tenant_id, kind, stored_owner, policy.name)
         except NotFound as e:
@@ -565,5 +565,5 @@ class IamService:
         self.on_change(tenant_id)
 
     async def list_attached_policies(self, tenant_id: str, kind: str, owner: str) -> list[PolicyRecord]:
-        stored_owner = await self._owner(tenant_id, kind, owner)
+        stored_owner = await self.stored_name(tenant_id, kind, owner)
         return await self.meta.list_attached_policies(tenant_id, kind, stored_owner)

@@ -407,8 +407,7 @@ def _inline(kind: str) -> None:
         name = _name(call, "PolicyName", MAX_POLICY_NAME)
         await call.authorize(f"Get{cap}Policy", await _owner_resource(call, kind, owner))
         document = await call.iam.get_inline_policy(call.tenant, kind, owner, name)
-        stored = (await call.iam.get_user(call.tenant, owner)).name if kind == "user" else \
-            (await call.iam.get_group(call.tenant, owner))[0].name
+        stored = await call.iam.stored_name(call.tenant, kind, owner)
         return Doc().leaf(owner_param, stored).leaf("PolicyName", name) \
             .leaf("PolicyDocument", encoded_document(document))
 
