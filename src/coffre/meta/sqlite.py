@@ -1413,12 +1413,13 @@ class SQLiteMetadataStore(MetadataStore):
         """
         if d_bytes == 0 and d_objects == 0:
             return
-        row = c.execute("SELECT tenant_id FROM buckets WHERE name=?", (bucket,)).fetchone()
+        row = c.execute("SELECT b.tenant_id, u.bytes, u.objects, u.since, coffre_now() FROM buckets b "
+                        "LEFT JOIN bucket_usage u ON u.bucket = b.name WHERE b.name=?", (bucket,)).fetchone()
         if row is None:
             return
-        tenant_id = row[0]
-        if d_bytes:
-            SQLiteMetadataStore._integrate(c, bucket, tenant_id)
+        tenant_id, held, objects, since, now = row
+        if d_bytes and held is not None:
+            since = SQLiteMetadataStore._integrate(c, tenant_id, bucket, held, since, now)
         if d_bytes > 0 or d_objects > 0:
             for scope, target, max_bytes, max_objects in c.execute(
                     "SELECT scope, target, max_bytes, max_objects FROM quotas "
@@ -1427,7 +1428,7 @@ class SQLiteMetadataStore(MetadataStore):
                 if max_bytes is None and max_objects is None:
                     continue
                 if scope == "bucket":
-                    used = c.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
+                    used = None if held is None else (held, objects)
                 else:
                     used = c.execute("SELECT bytes, objects FROM tenant_usage WHERE tenant_id=?",
                                      (tenant_id,)).fetchone()
@@ -1436,28 +1437,26 @@ class SQLiteMetadataStore(MetadataStore):
                     raise QuotaExceeded(scope, target, "bytes", max_bytes)
                 if d_objects > 0 and max_objects is not None and cur_objects + d_objects > max_objects:
                     raise QuotaExceeded(scope, target, "objects", max_objects)
-        c.execute("UPDATE bucket_usage SET bytes=bytes+?, objects=objects+? WHERE bucket=?",
-                  (d_bytes, d_objects, bucket))
+        c.execute("UPDATE bucket_usage SET bytes=bytes+?, objects=objects+?, since=? WHERE bucket=?",
+                  (d_bytes, d_objects, since, bucket))
         c.execute("UPDATE tenant_usage SET bytes=bytes+?, objects=objects+? WHERE tenant_id=?",
                   (d_bytes, d_objects, tenant_id))
 
     @staticmethod
-    def _integrate(c: sqlite3.Connection, bucket: str, tenant_id: str) -> None:
-        """Metering: add the bucket's bytes x seconds since its last change to its hourly rows,
-        and restart the interval now. Called in the transaction that changes the bytes, before
-        the change, so each second is counted once, with the bytes held during it.
+    def _integrate(c: sqlite3.Connection, tenant_id: str, bucket: str, held: int, since: int, now: int) -> int:
+        """Metering: add the bucket's bytes x seconds since its last change to its hourly rows;
+        return the new start of its interval (now), which the caller writes to bucket_usage.since.
+        Called in the transaction that changes the bytes, before the change, so each second is
+        counted once, with the bytes held during it. ``held``, ``since`` and ``now`` are read
+        with the bucket's usage row (``coffre_now()``), which the caller reads anyway.
 
-        Cost on the write path: one point read and, within an hour of the last change, one
-        upsert (the hourly roll keeps the interval short for idle buckets)."""
-        row = c.execute("SELECT bytes, since, coffre_now() FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
-        if row is None:
-            return
-        held, since, now = row
+        Cost on the write path: within an hour of the last change, one upsert (the hourly
+        roll keeps the interval short for idle buckets)."""
         if now <= since:  # the same second, or the clock stepped back: nothing to add
-            return
+            return since
         if held > 0 and since > 0:
             SQLiteMetadataStore._add_byte_seconds(c, tenant_id, bucket, held, since, now)
-        c.execute("UPDATE bucket_usage SET since=? WHERE bucket=?", (now, bucket))
+        return now
 
     @staticmethod
     def _add_byte_seconds(c: sqlite3.Connection, tenant_id: str, bucket: str, held: int, start: int,
@@ -1488,10 +1487,11 @@ class SQLiteMetadataStore(MetadataStore):
 
     async def roll_byte_hours(self) -> None:
         def tx(c: sqlite3.Connection) -> None:
-            for bucket, tenant_id in c.execute(
-                    "SELECT u.bucket, b.tenant_id FROM bucket_usage u JOIN buckets b ON b.name = u.bucket "
-                    "WHERE u.bytes > 0 AND u.since < coffre_now()").fetchall():
-                self._integrate(c, bucket, tenant_id)
+            for bucket, tenant_id, held, since, now in c.execute(
+                    "SELECT u.bucket, b.tenant_id, u.bytes, u.since, coffre_now() FROM bucket_usage u "
+                    "JOIN buckets b ON b.name = u.bucket WHERE u.bytes > 0 AND u.since < coffre_now()").fetchall():
+                if (start := self._integrate(c, tenant_id, bucket, held, since, now)) != since:
+                    c.execute("UPDATE bucket_usage SET since=? WHERE bucket=?", (start, bucket))
 
         await self._write(tx)
 
