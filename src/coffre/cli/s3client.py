@@ -168,12 +168,9 @@ class S3Client:
         out.update({"host": self.netloc, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash})
         if self.credentials.session_token:
             out["x-amz-security-token"] = self.credentials.session_token
-        signed = sorted(out)
-        canonical = sigv4.canonical_request(method, path, query, out, signed, payload_hash)
-        sig = sigv4.signature(self.credentials.secret_access_key, amz_date, self.region, SERVICE, canonical)
-        scope = f"{amz_date[:8]}/{self.region}/{SERVICE}/aws4_request"
-        out["authorization"] = (f"{sigv4.ALGORITHM} Credential={self.credentials.access_key_id}/{scope}, "
-                                f"SignedHeaders={';'.join(signed)}, Signature={sig}")
+        out["authorization"] = sigv4.authorization(method, path, query, out, payload_hash, amz_date,
+                                                   self.credentials.access_key_id,
+                                                   self.credentials.secret_access_key, self.region, SERVICE)
         return out
 
     def request(self, method: str, bucket: str, key: str = "", query: Iterable[tuple[str, str]] = (),

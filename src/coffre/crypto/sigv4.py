@@ -70,10 +70,18 @@ def sign(method: str, path: str, query: Sequence[tuple[str, str]], headers: dict
     amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
     payload = hashlib.sha256(body).hexdigest()
     all_headers = dict(headers, **{"x-amz-date": amz_date, "x-amz-content-sha256": payload})
-    signed = sorted(all_headers)
-    canonical = canonical_request(method, path, query, all_headers, signed, payload)
+    return {"x-amz-date": amz_date, "x-amz-content-sha256": payload,
+            "authorization": authorization(method, path, query, all_headers, payload, amz_date, access_key_id,
+                                           secret, region, service)}
+
+
+def authorization(method: str, path: str, query: Sequence[tuple[str, str]], headers: Mapping[str, str],
+                  payload_hash: str, amz_date: str, access_key_id: str, secret: str, region: str,
+                  service: str) -> str:
+    """The Authorization header value signing all of ``headers`` (lower-case names, with ``host``
+    and ``x-amz-date``), for a body whose SHA-256 (or UNSIGNED-PAYLOAD) is ``payload_hash``."""
+    signed = sorted(headers)
+    canonical = canonical_request(method, path, query, headers, signed, payload_hash)
     sig = signature(secret, amz_date, region, service, canonical)
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
-    return {"x-amz-date": amz_date, "x-amz-content-sha256": payload,
-            "authorization": f"{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={';'.join(signed)}, "
-                             f"Signature={sig}"}
+    return f"{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={';'.join(signed)}, Signature={sig}"
