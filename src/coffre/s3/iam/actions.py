@@ -33,7 +33,7 @@ from coffre.core.identity import Principal
 from coffre.meta.records import AccessKeyRecord, GroupRecord, PolicyRecord, UserRecord
 from coffre.s3.authz import global_keys
 from coffre.s3.context import Ctx
-from coffre.s3.iam.query import Params, page, sort_by_name, timestamp, truncation
+from coffre.s3.iam.query import Params, member, page, timestamp, truncation
 from coffre.s3.xml import Doc
 
 
@@ -155,7 +155,7 @@ def encoded_document(document: str) -> str:
 
 def _name(call: Call, param: str, max_len: int) -> str:
     value = call.params.required(param)
-    check_name(value, param[:1].lower() + param[1:], max_len)
+    check_name(value, member(param), max_len)
     return value
 
 
@@ -168,7 +168,7 @@ def _optional_user(call: Call) -> str | None:
 
 def _path(call: Call, param: str = "Path") -> str:
     value = call.params.get(param) or "/"
-    check_path(value, param[:1].lower() + param[1:])
+    check_path(value, member(param))
     return value
 
 
@@ -240,8 +240,7 @@ async def get_user(call: Call) -> Doc:
 async def list_users(call: Call) -> Doc:
     prefix = _prefix(call)
     await call.authorize("ListUsers", call.arn("user", "/", ""))
-    users, marker = page(sort_by_name(await call.iam.list_users(call.tenant, prefix), lambda u: u.name),
-                         call.params, lambda u: u.name)
+    users, marker = page(await call.iam.list_users(call.tenant, prefix), call.params, lambda u: u.name)
     return truncation(_user_listing(Doc(), "Users", users), marker)
 
 
@@ -289,7 +288,7 @@ async def list_user_tags(call: Call) -> Doc:
     name = _name(call, "UserName", MAX_USER_NAME * 2)
     await call.authorize("ListUserTags", await call.user_resource(name))
     user = await call.iam.get_user(call.tenant, name)
-    items, marker = page(sort_by_name(list(user.tags.items()), lambda kv: kv[0]), call.params, lambda kv: kv[0])
+    items, marker = page(list(user.tags.items()), call.params, lambda kv: kv[0])
     return truncation(_tags(Doc(), dict(items)), marker)
 
 
@@ -322,8 +321,7 @@ async def create_access_key(call: Call) -> Doc:
 async def list_access_keys(call: Call) -> Doc:
     user, resource = await _key_target(call)
     await call.authorize("ListAccessKeys", resource)
-    keys = sorted(await call.iam.list_access_keys(call.tenant, user), key=lambda k: (k.access_key_id.lower(),
-                                                                                     k.access_key_id))
+    keys = await call.iam.list_access_keys(call.tenant, user)
     chunk, marker = page(keys, call.params, lambda k: k.access_key_id)
     doc = Doc().open("AccessKeyMetadata")
     for k in chunk:
@@ -421,7 +419,7 @@ def _inline(kind: str) -> None:
     async def listing(call: Call) -> Doc:
         owner = _name(call, owner_param, owner_max)
         await call.authorize(f"List{cap}Policies", await _owner_resource(call, kind, owner))
-        names = sort_by_name(await call.iam.list_inline_policies(call.tenant, kind, owner), lambda n: n)
+        names = await call.iam.list_inline_policies(call.tenant, kind, owner)
         chunk, marker = page(names, call.params, lambda n: n)
         return truncation(_names(Doc(), "PolicyNames", chunk), marker)
 
@@ -531,7 +529,7 @@ async def list_entities_for_policy(call: Call) -> Doc:
     def entity_key(e: tuple[str, UserRecord | GroupRecord]) -> str:
         return f"{e[0]}/{e[1].name}"
 
-    chunk, marker = page(sort_by_name(entities, entity_key), call.params, entity_key)
+    chunk, marker = page(entities, call.params, entity_key)
     doc = Doc().open("PolicyGroups")
     for _, g in chunk:
         if isinstance(g, GroupRecord):
@@ -560,7 +558,7 @@ async def list_policies(call: Call) -> Doc:
         n = await call.iam.attachment_count(call.tenant, p) if only_attached else -1
         if not only_attached or n > 0:
             counted.append((p, n))
-    chunk, marker = page(sort_by_name(counted, lambda pc: pc[0].name), call.params, lambda pc: pc[0].name)
+    chunk, marker = page(counted, call.params, lambda pc: pc[0].name)
     doc = Doc().open("Policies")
     for p, n in chunk:
         _policy(doc, p, n if n >= 0 else await call.iam.attachment_count(call.tenant, p), "member")
@@ -601,7 +599,7 @@ def _attachments(kind: str) -> None:
         await call.authorize(f"ListAttached{cap}Policies", await _owner_resource(call, kind, owner))
         policies = [p for p in await call.iam.list_attached_policies(call.tenant, kind, owner)
                     if p.path.startswith(prefix)]
-        chunk, marker = page(sort_by_name(policies, lambda p: p.name), call.params, lambda p: p.name)
+        chunk, marker = page(policies, call.params, lambda p: p.name)
         doc = Doc().open("AttachedPolicies")
         for p in chunk:
             doc.open("member").leaf("PolicyName", p.name).leaf("PolicyArn", policy_arn(p)).close("member")
@@ -626,7 +624,7 @@ async def get_group(call: Call) -> Doc:
     name = _name(call, "GroupName", MAX_GROUP_NAME)
     await call.authorize("GetGroup", await call.group_resource(name))
     group, members = await call.iam.get_group(call.tenant, name)
-    chunk, marker = page(sort_by_name(members, lambda u: u.name), call.params, lambda u: u.name)
+    chunk, marker = page(members, call.params, lambda u: u.name)
     return truncation(_user_listing(_group(Doc(), group), "Users", chunk), marker)
 
 
@@ -634,8 +632,7 @@ async def get_group(call: Call) -> Doc:
 async def list_groups(call: Call) -> Doc:
     prefix = _prefix(call)
     await call.authorize("ListGroups", call.arn("group", "/", ""))
-    groups, marker = page(sort_by_name(await call.iam.list_groups(call.tenant, prefix), lambda g: g.name),
-                          call.params, lambda g: g.name)
+    groups, marker = page(await call.iam.list_groups(call.tenant, prefix), call.params, lambda g: g.name)
     return truncation(_group_listing(Doc(), groups), marker)
 
 
@@ -669,8 +666,7 @@ async def remove_user_from_group(call: Call) -> None:
 async def list_groups_for_user(call: Call) -> Doc:
     user = _name(call, "UserName", MAX_USER_NAME * 2)
     await call.authorize("ListGroupsForUser", await call.user_resource(user))
-    groups, marker = page(sort_by_name(await call.iam.list_groups_for_user(call.tenant, user), lambda g: g.name),
-                          call.params, lambda g: g.name)
+    groups, marker = page(await call.iam.list_groups_for_user(call.tenant, user), call.params, lambda g: g.name)
     return truncation(_group_listing(Doc(), groups), marker)
 
 

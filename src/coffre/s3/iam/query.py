@@ -128,7 +128,7 @@ def timestamp(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _member(name: str) -> str:
+def member(name: str) -> str:
     """The member name IAM's validation messages use: "UserName" -> "userName"."""
     return name[:1].lower() + name[1:]
 
@@ -147,7 +147,7 @@ class Params:
     def required(self, name: str) -> str:
         value = self._values.get(name)
         if value is None:
-            raise e.ValidationError(f"1 validation error detected: Value null at '{_member(name)}' failed to "
+            raise e.ValidationError(f"1 validation error detected: Value null at '{member(name)}' failed to "
                                     "satisfy constraint: Member must not be null")
         return value
 
@@ -160,7 +160,7 @@ class Params:
         except ValueError as exc:
             raise e.ValidationError(f"Value '{raw[:64]}' for parameter {name} is not a valid integer.") from exc
         if not low <= value <= high:
-            raise e.ValidationError(f"1 validation error detected: Value '{value}' at '{_member(name)}' failed to "
+            raise e.ValidationError(f"1 validation error detected: Value '{value}' at '{member(name)}' failed to "
                                     f"satisfy constraint: Member must have value between {low} and {high}")
         return value
 
@@ -188,10 +188,12 @@ class Params:
 
 
 def page(items: Sequence[T], params: Params, key: Callable[[T], str]) -> tuple[list[T], str | None]:
-    """One page of a list call (Marker / MaxItems): the items after the marker, and the marker
-    of the next page (None when this page is the last). ``items`` are in ``key`` order; the
-    marker names the last item returned, so deletions between pages skip nothing."""
+    """One page of a list call (Marker / MaxItems): the items after the marker, in the order
+    IAM lists names (``key`` case-insensitively, ties broken by case), and the marker of the
+    next page (None when this page is the last). The marker names the last item returned, so
+    deletions between pages skip nothing."""
     limit = params.integer("MaxItems", 1, MAX_ITEMS) or DEFAULT_MAX_ITEMS
+    items = sorted(items, key=lambda item: _order(key(item)))
     raw = params.get("Marker")
     start = 0
     if raw is not None:
@@ -213,10 +215,6 @@ def page(items: Sequence[T], params: Params, key: Callable[[T], str]) -> tuple[l
 def _order(name: str) -> tuple[str, str]:
     """IAM lists names case-insensitively (ties broken by case, so the order is total)."""
     return name.lower(), name
-
-
-def sort_by_name(items: Sequence[T], key: Callable[[T], str]) -> list[T]:
-    return sorted(items, key=lambda item: _order(key(item)))
 
 
 def truncation(doc: Doc, marker: str | None) -> Doc:
