@@ -83,6 +83,7 @@ class Coffre(Server):
 
     proc: subprocess.Popen[bytes] | None = None
     python: str = ""
+    variant: str = ""  # parts bench/variant.py switches off ("audit,metering"); "" = coffre as shipped
 
     def start(self, root: Path) -> None:
         data = root / f"{self.name}-data"
@@ -94,7 +95,8 @@ class Coffre(Server):
                    # Its own admin listener: another coffre may hold the default 9001.
                    COFFRE_ADMIN_ADDRESS=f"127.0.0.1:{admin_port}")
         log = open(root / f"{self.name}.log", "ab")  # lives as long as the server
-        self.proc = subprocess.Popen([self.python or client_python(), "-m", "coffre", "serve"], env=env,
+        launcher = [str(HERE / "variant.py"), self.variant] if self.variant else ["-m", "coffre"]
+        self.proc = subprocess.Popen([self.python or client_python(), *launcher, "serve"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         self.endpoint = f"http://127.0.0.1:{port}"
         self.pids = [self.proc.pid]
@@ -345,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multipart", action="store_true", help="also a 5 GiB multipart upload+download")
     p.add_argument("--also-coffre", action="append", default=[], metavar="NAME=PYTHON",
                    help="another coffre, run by that interpreter (e.g. an older revision's venv)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=PARTS",
+                   help="this build again with parts switched off by bench/variant.py (e.g. "
+                        "no-audit=audit,metering): measures what those parts cost")
     p.add_argument("--only", help="comma-separated scenario names to keep (e.g. '4KiB c16')")
     p.add_argument("--summarize", metavar="JSONL", help="only rewrite docs/benchmarks.md from a file")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
@@ -373,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = Coffre(name)
         extra.python = python
         servers.append(extra)
+    for spec in a.variant:
+        name, _, parts = spec.partition("=")
+        variant = Coffre(name)
+        variant.variant = parts
+        servers.append(variant)
     if not a.no_nginx:
         servers.append(Nginx("nginx"))
     if not a.no_seaweedfs:

@@ -115,6 +115,9 @@ class Settings:
     # A signed checkpoint every this many records, or this many seconds.
     audit_checkpoint_records: int = 1000
     audit_checkpoint_seconds: float = 60.0
+    # The least time between two writes (and fsyncs) of the audit log: a batch gathers the
+    # records of that interval (group commit). 0: write each batch as soon as it is taken.
+    audit_group_commit_seconds: float = 0.01
     # A new segment file each UTC day or at this size.
     audit_segment_max_bytes: int = 64 * MiB
     # Whole segments older than this are deleted (a signed retention record says so).

@@ -7,6 +7,7 @@ tests/s3/test_audit.py checks the same log as a real server writes it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -83,14 +84,43 @@ def test_records_are_canonical_and_chained(one_segment: Path):
     ls = lines(one_segment)
     recs = [json.loads(x) for x in ls]
     for raw, rec in zip(ls, recs, strict=True):
-        assert raw == r.canonical(rec) + b"\n"  # sorted keys, no spaces, one line
+        # The content in canonical form (sorted keys, no spaces), then hash, prev and seq; one line.
+        content = {k: v for k, v in rec.items() if k not in ("hash", "prev", "seq")}
+        link = {"hash": rec["hash"], "prev": rec["prev"], "seq": rec["seq"]}
+        assert raw == r.canonical(content)[:-1] + b"," + r.canonical(link)[1:] + b"\n"
         assert rec["hash"] == r.digest(rec)
+        # The content digest is the SHA-256 of the bytes the line starts with.
+        assert r.content_digest(rec) == hashlib.sha256(r.canonical(content)).hexdigest()
     assert recs[0]["type"] == "segment" and recs[0]["prev"] == r.GENESIS and recs[0]["seq"] == 0
     for a, b in zip(recs, recs[1:], strict=False):
         assert b["prev"] == a["hash"] and b["seq"] == a["seq"] + 1
     assert recs[-1]["type"] == "checkpoint" and recs[-1]["reason"] == "close"
     assert [x["reason"] for x in recs if x["type"] == "checkpoint"] == ["periodic", "periodic", "close"]
     assert recs[1]["time"] == "2026-01-01T00:00:00.000Z" and recs[1]["key"] == "k0"
+
+
+def test_link_spelled_out_is_the_canonical_form():
+    """The writer's link bytes are written out by hand (no encoder per record): they must be
+    exactly the canonical form, or every hash written would fail verification elsewhere."""
+    for seq, prev in ((0, r.GENESIS), (7, "ab" * 32), (10**12, hashlib.sha256(b"x").hexdigest())):
+        content = hashlib.sha256(str(seq).encode()).hexdigest()
+        want = hashlib.sha256(r.canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
+        assert r.link(seq, prev, content) == want
+    # What a tampered record may hold goes through the encoder and still hashes its canonical form.
+    for seq, prev in (("7", "ab" * 32), (True, "ab" * 32), (1, "AB" * 32), (1, None), (1.5, r.GENESIS)):
+        want = hashlib.sha256(r.canonical({"content": "c" * 64, "prev": prev, "seq": seq})).hexdigest()
+        assert r.link(seq, prev, "c" * 64) == want
+
+
+def test_time_and_nonces():
+    assert r.utc(1767225600.0) == "2026-01-01T00:00:00.000Z"
+    assert r.utc(1767225600.9996) == "2026-01-01T00:00:00.999Z"  # truncated to the millisecond
+    assert r.utc(1767225659.9999996) == "2026-01-01T00:01:00.000Z"  # rounded to the microsecond first
+    assert r.utc(1796043723.042) == "2026-11-30T13:02:03.042Z"
+    batch = r.nonces(50)
+    assert len(batch) == 50 and len(set(batch)) == 50
+    assert all(len(n) == 32 and int(n, 16) >= 0 for n in batch)
+    assert r.nonces(0) == []
 
 
 def test_key_files(one_segment: Path):

@@ -110,10 +110,15 @@ class AuditLog:
         self._maybe_rotate(now)
         if lost:
             self._write({"type": r.LOST, "time": r.utc(now), "count": lost})
+        batch = events if isinstance(events, list) else list(events)
+        nonces = r.nonces(len(batch))  # one read of the random source per batch, not per record
         written: list[Record] = []
-        for ev in events:
-            ts = ev.pop("time", now)
-            rec: Record = {"type": r.REQUEST, "time": r.utc(ts), **ev, "nonce": r.nonce()}
+        for ev, nonce in zip(batch, nonces, strict=True):
+            # The caller's event is not changed (a batch that failed is written again as it was).
+            rec: Record = dict(ev)
+            rec["type"] = r.REQUEST
+            rec["time"] = r.utc(ev.get("time", now))
+            rec["nonce"] = nonce
             self._write(rec)
             written.append(rec)
             if self._since_checkpoint >= self.checkpoint_records:
@@ -155,14 +160,16 @@ class AuditLog:
 
     def _write(self, rec: Record) -> None:
         assert self._f is not None
-        rec["seq"] = self.seq + 1
-        rec["prev"] = self.last_hash
+        seq, prev = self.seq + 1, self.last_hash
         rec["hv"] = r.HASH_VERSION
-        if rec["type"] in r.SIGNED:
+        if rec["type"] in r.SIGNED:  # the signature covers the position: seq and prev first
+            rec["seq"], rec["prev"] = seq, prev
             rec["signer"] = self.signer.key_id
             rec["sig"] = self.signer.sign(rec)
-        rec["hash"] = r.digest(rec)
-        line = r.canonical(rec) + b"\n"
+            del rec["seq"], rec["prev"]
+        # One canonical encoding of the content per record; hash and line from it (records.py).
+        rec["hash"], line = r.chained_line(r.canonical(rec), seq, prev)
+        rec["seq"], rec["prev"] = seq, prev
         self._f.write(line)
         self._size += len(line)
         self.seq, self.last_hash = rec["seq"], rec["hash"]

@@ -12,9 +12,12 @@ form contains ``prev``, one signature vouches for the whole chain up to it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,8 +42,12 @@ LOST = "lost"  # records that could not be written (counted, so the gap itself i
 SIGNED = frozenset({CHECKPOINT, RETENTION})
 
 
+# One encoder for every record (json.dumps with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(record: Record) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _CANONICAL.encode(record).encode("utf-8")
 
 
 # The fields of a record that place it in the chain; everything else is its content.
@@ -57,9 +64,37 @@ def content_digest(record: Record) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k not in _LINK_FIELDS})).hexdigest()
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def link(seq: object, prev: object, content: str) -> str:
-    """A record's ``hash``: its position, the hash before it and its content digest, together."""
+    """A record's ``hash``: its position, the hash before it and its content digest, together.
+
+    The hashed bytes are the canonical form of ``{"content", "prev", "seq"}``; when the three
+    are what the writer puts there (an int and two hex digests) that form is spelled out
+    directly, byte for byte what ``canonical`` gives (a test compares them), without an encoder
+    per record. Anything else (a tampered record being verified) goes through ``canonical``.
+    """
+    if type(seq) is int and isinstance(prev, str) and _HEX64.fullmatch(prev) and _HEX64.fullmatch(content):
+        return hashlib.sha256(b'{"content":"%s","prev":"%s","seq":%d}'
+                              % (content.encode("ascii"), prev.encode("ascii"), seq)).hexdigest()
     return hashlib.sha256(canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
+
+
+def chained_line(content: bytes, seq: int, prev: str) -> tuple[str, bytes]:
+    """The ``hash`` and the line of a record whose content is ``content`` (its canonical form,
+    without ``hash``, ``seq`` and ``prev``), placed at ``seq`` after ``prev``.
+
+    The line is that canonical content with the three link fields appended, in one pass and
+    one encoding per record: readers parse lines as JSON and recompute both digests from the
+    parsed record (verify, exports), so the link fields' place on the line is free, and with
+    them last the content digest is the SHA-256 of the bytes the line starts with.
+    """
+    if not (content.startswith(b"{") and content.endswith(b"}") and len(content) > 2):
+        raise ValueError("a record's content is a non-empty JSON object")
+    h = link(seq, prev, hashlib.sha256(content).hexdigest())
+    return h, b'%s,"hash":"%s","prev":"%s","seq":%d}\n' % (content[:-1], h.encode("ascii"),
+                                                           prev.encode("ascii"), seq)
 
 
 # Records written since tenant exports exist carry ``"hv": 2``: their ``hash`` links a content
@@ -86,12 +121,26 @@ def nonce() -> str:
     return os.urandom(16).hex()
 
 
+def nonces(n: int) -> list[str]:
+    """``n`` nonces from one read of the system's random source (one syscall per batch)."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
 def signed_bytes(record: Record) -> bytes:
     return canonical({k: v for k, v in record.items() if k not in ("hash", "sig")})
 
 
 def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    """``2026-11-30T13:01:02.345Z``: UTC, to the millisecond (truncated)."""
+    us = round(ts * 1_000_000)
+    second, us = divmod(us, 1_000_000)
+    return f"{_utc_second(second)}.{us // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)  # one request record per request: the same second, over and over
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def segment_name(ts: float, index: int) -> str:

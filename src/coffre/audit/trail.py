@@ -33,6 +33,7 @@ class AuditTrail:
             settings.audit_dir, segment_max_bytes=settings.audit_segment_max_bytes,
             checkpoint_records=settings.audit_checkpoint_records, retention_days=settings.audit_retention_days)
         self.checkpoint_seconds = settings.audit_checkpoint_seconds
+        self.group_commit_seconds = settings.audit_group_commit_seconds
         # Syslog and the SIEM file, fed after each batch is on disk (forward.py); None: neither.
         self.forwarder: Forwarder | None = Forwarder.from_settings(settings)
         # The tenant owning a bucket, for a refused request that never read it (resolve_owners).
@@ -130,13 +131,21 @@ class AuditTrail:
     # -- the writer --
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_tick = loop.time()
+        last_tick = last_sync = loop.time()
         while True:
             batch: list[dict[str, Any]] = []
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), self.checkpoint_seconds))
             except TimeoutError:
                 pass
+            # Group commit: at most one write + fsync per audit_group_commit_seconds. Under load
+            # the records of that interval share one fsync instead of one each (fsync costs the
+            # kernel 0.1-0.4 ms of CPU here, more than writing a record); a record that finds the
+            # log idle for longer is written at once. Requests never wait for this: they only
+            # queue their record.
+            wait = last_sync + self.group_commit_seconds - loop.time()
+            if batch and wait > 0 and not self._closing:
+                await asyncio.sleep(wait)
             while len(batch) < _BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             seals = [b["_seal"] for b in batch if "_seal" in b]
@@ -144,6 +153,7 @@ class AuditTrail:
             if batch:
                 await self._resolve_owners(batch)
                 await self._write(batch)
+                last_sync = loop.time()
             if seals:
                 await self._write([])  # the checkpoint that seals what was just written
                 for fut in seals:
@@ -163,7 +173,7 @@ class AuditTrail:
             written: list[dict[str, Any]] = []
             try:
                 if batch or dropped:
-                    written = await asyncio.to_thread(self.log.append, [dict(b) for b in batch], dropped)
+                    written = await asyncio.to_thread(self.log.append, batch, dropped)  # leaves batch as is
                 else:
                     await asyncio.to_thread(self.log.tick)
             except Exception as e:  # noqa: BLE001 - disk full, I/O error, directory gone...
