@@ -374,6 +374,54 @@ def test_full_queue_refuses_writes_when_required(tmp_path: Path):
     assert rep.requests == 2 and rep.lost == 1
 
 
+def test_group_commit_bounds_the_writes_and_keeps_every_record(tmp_path: Path):
+    """Under a steady stream of requests, at most one write + fsync per audit_group_commit_seconds;
+    every record is written, in order, and a lone record after a pause is written at once."""
+    interval = 0.05
+
+    async def go() -> tuple[int, float, float]:
+        trail = _trail(tmp_path, audit_group_commit_seconds=interval)
+        await trail.start()
+        await asyncio.sleep(0.1)  # past the first interval: the log is idle
+        calls: list[int] = []
+        append = trail.log.append
+
+        def counted(events, lost=0):
+            calls.append(len(events))
+            return append(events, lost)
+
+        trail.log.append = counted  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(200):  # ~0.4 s of one request every 2 ms
+            trail.record(AuditEvent(**event(i)))
+            await asyncio.sleep(0.002)
+        elapsed = loop.time() - start
+        while not trail._queue.empty():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2 * interval)
+        assert sum(calls) == 200
+        writes = len(calls)
+        await asyncio.sleep(2 * interval)  # idle again: the next record does not wait
+        before = loop.time()
+        trail.record(AuditEvent(**event(200)))
+        while sum(calls) < 201:
+            await asyncio.sleep(0.001)
+        lone = loop.time() - before
+        await trail.close()
+        return writes, lone, elapsed
+
+    writes, lone, elapsed = asyncio.run(go())
+    assert writes <= elapsed / interval + 3, writes  # not one per record (200)
+    assert writes >= 2
+    assert lone < interval
+    d = tmp_path / "audit"
+    rep = verify(str(d), pub(d))
+    assert rep.ok and rep.requests == 201, rep.problem
+    keys = [json.loads(x)["key"] for x in lines(d) if b'"type":"request"' in x]
+    assert keys == [event(i)["key"] for i in range(201)]
+
+
 def test_not_required_never_refuses(tmp_path: Path):
     trail = _trail(tmp_path, audit_queue_size=1, audit_required=False)
     ev = AuditEvent(**event(1))
