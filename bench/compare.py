@@ -27,6 +27,13 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
 
 
+def split(reps: list[dict[str, float]]) -> str:
+    if not any(r["user_ms_op"] or r["sys_ms_op"] for r in reps):
+        return "—"
+    return (f"{statistics.median(r['user_ms_op'] for r in reps):.2f} + "
+            f"{statistics.median(r['sys_ms_op'] for r in reps):.2f}")
+
+
 def load(path: Path) -> tuple[dict[tuple[str, str, str], list[dict[str, float]]], list[float]]:
     """(server, scenario, phase) -> one dict per repetition in file order; and load averages."""
     runs: dict[tuple[str, str, str], list[dict[str, float]]] = defaultdict(list)
@@ -46,6 +53,9 @@ def load(path: Path) -> tuple[dict[tuple[str, str, str], list[dict[str, float]]]
             runs[(server, scenario, phase)].append({
                 "ops_s": p["ops_s"], "cpu_ms_op": per_op * 1000,
                 "cpu_s_gib": p["server_cpu_s"] / gib if gib else 0.0,
+                # user and kernel CPU per operation, when s3load recorded them
+                "user_ms_op": p.get("server_user_s", 0.0) / p["ops"] * 1000,
+                "sys_ms_op": p.get("server_sys_s", 0.0) / p["ops"] * 1000,
             })
     return runs, loads
 
@@ -60,8 +70,8 @@ def main(argv: list[str]) -> int:
         print(f"Load average (1 min, every 10 s, {len(loads)} samples): min {min(loads):.1f}, "
               f"median {statistics.median(loads):.1f}, max {max(loads):.1f}\n")
     print(f"| scenario | phase | {a} ops/s | {b} ops/s | {a}/{b} ops/s | {a} CPU ms/op | {b} CPU ms/op "
-          f"| {a}/{b} CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| {a}/{b} CPU | {a} user+kernel ms/op | {b} user+kernel ms/op |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (server, scenario, phase), mine in sorted(runs.items()):
         if server != a or (b, scenario, phase) not in runs:
             continue
@@ -72,7 +82,7 @@ def main(argv: list[str]) -> int:
         print(f"| {scenario} | {phase.upper()} | {spread([m['ops_s'] for m in mine], 0)} "
               f"| {spread([o['ops_s'] for o in other], 0)} | **{spread(ratio_ops)}** "
               f"| {spread([m['cpu_ms_op'] for m in mine])} | {spread([o['cpu_ms_op'] for o in other])} "
-              f"| **{spread(ratio_cpu)}** |")
+              f"| **{spread(ratio_cpu)}** | {split(mine)} | {split(other)} |")
     return 0
 
 

@@ -264,6 +264,22 @@ def cpu_rss(pids):
     return cpu, rss
 
 
+def cpu_split(pids):
+    """coffre addition: (user, kernel) CPU seconds of the processes, to tell fsync and socket
+    work (kernel) from Python (user) without a profiler."""
+    user = system = 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+            fields = st[st.rindex(")") + 2:].split()
+            user += int(fields[11]) / CLK
+            system += int(fields[12]) / CLK
+        except (OSError, ValueError, IndexError):
+            pass
+    return user, system
+
+
 class Sampler(threading.Thread):
     def __init__(self, roots, interval=0.25):
         super().__init__(daemon=True)
@@ -664,6 +680,7 @@ def main(argv=None):
         print(f"s3load: phase {ph} start", file=sys.stderr, flush=True)  # coffre: profilers wait on this
         c0 = cpu_rss(proc_tree(client_pids))[0]
         s0 = cpu_rss(proc_tree(a.server_pid))[0]
+        u0, k0 = cpu_split(proc_tree(a.server_pid))  # coffre addition
         t0 = time.time()
         srv_sampler.max_rss = 0
         barrier.wait(timeout=3600)
@@ -671,9 +688,11 @@ def main(argv=None):
         print(f"s3load: phase {ph} end", file=sys.stderr, flush=True)
         c1 = cpu_rss(proc_tree(client_pids))[0]
         s1 = cpu_rss(proc_tree(a.server_pid))[0]
+        u1, k1 = cpu_split(proc_tree(a.server_pid))  # coffre addition
         d = {"client_cpu_s": round(c1 - c0, 2)}
         if a.server_pid:
             d["server_cpu_s"] = round(s1 - s0, 2)
+            d["server_user_s"], d["server_sys_s"] = round(u1 - u0, 2), round(k1 - k0, 2)  # coffre addition
             d["server_rss_max_mib"] = round(srv_sampler.max_rss / (1 << 20), 1)
             d["server_cpu_util"] = round((s1 - s0) / (t1 - t0), 2) if t1 > t0 else None
         d["client_cpu_util"] = round((c1 - c0) / (t1 - t0), 2) if t1 > t0 else None
