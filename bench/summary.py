@@ -114,7 +114,9 @@ def render(records: list[dict]) -> str:
     order = [(sc, ph) for sc in run.get("scenarios", []) for ph in ("put", "get", "list", "mix")
              if any(k[1] == sc and k[2] == ph for k in cs)]
     order += sorted({(k[1], k[2]) for k in cs} - set(order))
-    peers = [s for s in servers if s not in PEERS_EXCLUDED]
+    # Other coffre builds or configurations of the run (--also-coffre, --variant, worker counts)
+    # are no peers: a peer is another product a user could pick.
+    peers = [s for s in servers if s not in PEERS_EXCLUDED and not s.startswith("coffre")]
     L: list[str] = []
     first = min((r["started"] for r in records if r.get("started")), default="?")
     last = max((r["started"] for r in records if r.get("started")), default="?")
