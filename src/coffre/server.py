@@ -37,7 +37,7 @@ from coffre.s3.errors import status_and_code
 from coffre.s3.handlers.lifecycle import listener as lifecycle_listener
 from coffre.settings import Settings
 from coffre.tlsconfig import optional_server_context
-from coffre.workers import Supervisor, orphaned_notify_directories
+from coffre.workers import Supervisor, orphaned_notify_directories, remove_empty
 
 log = logging.getLogger("coffre")
 
@@ -107,7 +107,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     delivery.start()
     # Event notifications resume their queues before the first request, and deliver in the background
     # (with those left by secondary workers that no longer exist: docs/workers.md).
-    await notifier.start(coffre.meta, orphaned_notify_directories(settings))
+    orphans = orphaned_notify_directories(settings)
+    await notifier.start(coffre.meta, orphans)
+    remove_empty(orphans)
     # Lifecycle rules: applied in the background, each action audited (principal "lifecycle"),
     # counted and notified; paused while the audit log refuses writes.
     coffre.start_lifecycle(lifecycle_listener(audit.record, metrics, notifier),

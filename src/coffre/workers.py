@@ -70,6 +70,13 @@ def orphaned_notify_directories(settings: Settings) -> list[str]:
     return [os.path.join(parent, n) for n in sorted(names) if n.isdigit() and int(n) >= settings.workers]
 
 
+def remove_empty(directories: list[str]) -> None:
+    """Remove adopted queue directories once empty (one holding anything else is left alone)."""
+    for d in directories:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
 def _settings_doc(settings: Settings) -> dict[str, Any]:
     return asdict(settings)
 
@@ -217,10 +224,10 @@ def run_secondary(fd: int) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    asyncio.run(_serve_secondary(settings, index, sock, bool(stop_early)))
+    asyncio.run(_serve_secondary(settings, index, sock, stop_early))
 
 
-async def _serve_secondary(settings: Settings, index: int, sock: socket.socket, stopped: bool) -> None:
+async def _serve_secondary(settings: Settings, index: int, sock: socket.socket, stop_early: list[int]) -> None:
     from coffre.server import build  # the same stores, built the same way as the primary's
 
     tls = optional_server_context(settings.tls_cert, settings.tls_key)
@@ -228,7 +235,7 @@ async def _serve_secondary(settings: Settings, index: int, sock: socket.socket, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if stopped:
+    if stop_early:
         return
     metrics = Metrics()  # for the instrumented stores' sake; this process has no /metrics listener
     notifier = Notifier(settings, metrics, notify_directory(settings, index))

@@ -278,3 +278,44 @@ def test_client_errors_are_the_same_on_every_process(srv, client, unique):
         assert resp.status_code == 404 and b"NoSuchKey" in resp.content
     with pytest.raises(ClientError):
         client.head_object(Bucket="shared", Key=f"none-{unique}")
+
+
+def test_each_process_queues_and_delivers_its_own_events(tmp_path: Path):
+    from tests.s3.test_notifications import Loop, Webhook, of_bucket, queue_config
+
+    loop = Loop()
+    hook = Webhook(loop)  # not started yet: the first events wait on disk
+    data = str(tmp_path / "data")
+    env = {"COFFRE_WORKERS": "2", "COFFRE_NOTIFY_RETRY_MAX_SECONDS": "0.5",
+           "COFFRE_NOTIFY_TARGETS": json.dumps([{"id": "hook", "type": "webhook", "url": hook.url}])}
+    srv = Server(data, env=env).start()
+    try:
+        c = make_client(srv.endpoint, CREDS)
+        c.create_bucket(Bucket="events")
+        c.put_bucket_notification_configuration(Bucket="events", NotificationConfiguration={
+            "QueueConfigurations": [queue_config("hook", "webhook", ["s3:ObjectCreated:*"])]})
+        ids = set(host_ids(srv))
+        url = c.generate_presigned_url("put_object", Params={"Bucket": "events", "Key": "k"}, ExpiresIn=600)
+        answered = on_each(srv, lambda: requests.put(url, data=b"v", headers={"Connection": "close"},
+                                                     timeout=10), ids)
+        assert all(r.status_code == 200 for r in answered.values())
+        # notify_wait_durable: each acknowledged event is on disk, in its own process's queue.
+        assert os.listdir(Path(data) / "notify-workers" / "1" / "hook")
+        assert os.listdir(Path(data) / "notify" / "hook")
+        srv.stop()
+        # Started again with one process: the primary adopts what the secondary left, and delivers.
+        srv.env["COFFRE_WORKERS"] = "1"
+        hook.start()
+        srv.start()
+        got = of_bucket(hook.records(), "events")
+        deadline = time.monotonic() + 20
+        while len({r["responseElements"]["x-amz-id-2"] for r in got}) < 2:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.1)
+            got = of_bucket(hook.records(), "events")
+        assert {r["responseElements"]["x-amz-id-2"] for r in got} == ids
+        assert not (Path(data) / "notify-workers" / "1").exists()  # adopted, then removed
+    finally:
+        srv.stop()
+        hook.stop()
+        loop.close()

@@ -166,9 +166,7 @@ class Notifier:
                 await self._writer
         for st in self._states.values():
             if st.task is not None:
-                st.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await st.task
+                await _stop(st.task)
             with contextlib.suppress(Exception):
                 await st.sender.close()
 
@@ -351,3 +349,14 @@ class Notifier:
             if st.files and st.files[0][0] == seq:
                 st.files.popleft()
             st.in_flight = None
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a deliverer until it ends. Once is not always enough: on Python 3.11, a cancel that
+    reaches ``asyncio.wait_for`` just as the send it waits for fails is lost (wait_for raises the
+    send's error instead), and the deliverer would go on retrying forever, holding the stop."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        task.exception()  # retrieved: a deliverer's own failure was logged where it happened
