@@ -84,6 +84,8 @@ class Coffre(Server):
     proc: subprocess.Popen[bytes] | None = None
     python: str = ""
     variant: str = ""  # parts bench/variant.py switches off ("audit,metering"); "" = coffre as shipped
+    # COFFRE_WORKERS (docs/workers.md); 0 leaves the environment's (unset: one process).
+    workers: int = 0
 
     def start(self, root: Path) -> None:
         data = root / f"{self.name}-data"
@@ -94,14 +96,24 @@ class Coffre(Server):
                    COFFRE_LOG_LEVEL="WARNING",
                    # Its own admin listener: another coffre may hold the default 9001.
                    COFFRE_ADMIN_ADDRESS=f"127.0.0.1:{admin_port}")
-        log = open(root / f"{self.name}.log", "ab")  # lives as long as the server
+        if self.workers:
+            env["COFFRE_WORKERS"] = str(self.workers)
+        log_path = root / f"{self.name}.log"
+        log = open(log_path, "ab")  # lives as long as the server
+        offset = log.tell()
         launcher = [str(HERE / "variant.py"), self.variant] if self.variant else ["-m", "coffre"]
         self.proc = subprocess.Popen([self.python or client_python(), *launcher, "serve"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         self.endpoint = f"http://127.0.0.1:{port}"
+        # The primary's pid: the CPU figures sum its process tree (s3load.proc_tree), so secondary
+        # workers (its children, restarted ones too) are counted without being listed here.
         self.pids = [self.proc.pid]
         wait_port(port, self.proc)
         wait_port(admin_port, self.proc)
+        if self.workers > 1:
+            # The primary serves before its secondaries do; it prints "coffre listening" once
+            # every worker serves, so the load starts on all of them.
+            wait_log(log_path, offset, b"coffre listening", self.proc)
         self.access, self.secret = tenant_keys(f"http://127.0.0.1:{admin_port}")
 
     def stop(self) -> None:
@@ -191,6 +203,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("server did not start in time")
+
+
+def wait_log(path: Path, offset: int, text: bytes, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            if text in fh.read():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not print {text!r} in time")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], metavar="NAME=PARTS",
                    help="this build again with parts switched off by bench/variant.py (e.g. "
                         "no-audit=audit,metering): measures what those parts cost")
+    p.add_argument("--coffre-workers", type=int, default=0, metavar="N",
+                   help="COFFRE_WORKERS for the main coffre (default: the environment's, else 1)")
+    p.add_argument("--also-coffre-workers", action="append", default=[], metavar="NAME=N",
+                   help="another coffre of this build with N workers (e.g. w2=2 beside the main one)")
     p.add_argument("--only", help="comma-separated scenario names to keep (e.g. '4KiB c16')")
     p.add_argument("--summarize", metavar="JSONL", help="only rewrite docs/benchmarks.md from a file")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
@@ -372,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     out = Path(a.out) if a.out else HERE / "results" / f"{stamp}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    servers: list[Server] = [Coffre("coffre")]
+    main_coffre = Coffre("coffre")
+    main_coffre.workers = a.coffre_workers
+    servers: list[Server] = [main_coffre]
     for spec in a.also_coffre:
         name, _, python = spec.partition("=")
         extra = Coffre(name)
@@ -383,6 +414,13 @@ def main(argv: list[str] | None = None) -> int:
         variant = Coffre(name)
         variant.variant = parts
         servers.append(variant)
+    for spec in a.also_coffre_workers:
+        name, _, n = spec.partition("=")
+        if not name or not n.isdigit() or int(n) < 1:
+            p.error(f"--also-coffre-workers {spec!r}: NAME=N, N >= 1")
+        extra = Coffre(name)
+        extra.workers = int(n)
+        servers.append(extra)
     if not a.no_nginx:
         servers.append(Nginx("nginx"))
     if not a.no_seaweedfs:

@@ -37,6 +37,7 @@ from coffre.s3.errors import status_and_code
 from coffre.s3.handlers.lifecycle import listener as lifecycle_listener
 from coffre.settings import Settings
 from coffre.tlsconfig import optional_server_context
+from coffre.workers import Supervisor, orphaned_notify_directories, remove_empty
 
 log = logging.getLogger("coffre")
 
@@ -104,8 +105,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     delivery = DeliveryService(coffre, audit, settings.audit_delivery_seconds, status_and_code)
     coffre_api.attach(coffre, audit, delivery)
     delivery.start()
-    # Event notifications resume their queues before the first request, and deliver in the background.
-    await notifier.start(coffre.meta)
+    # Event notifications resume their queues before the first request, and deliver in the background
+    # (with those left by secondary workers that no longer exist: docs/workers.md).
+    orphans = orphaned_notify_directories(settings)
+    await notifier.start(coffre.meta, orphans)
+    remove_empty(orphans)
     # Lifecycle rules: applied in the background, each action audited (principal "lifecycle"),
     # counted and notified; paused while the audit log refuses writes.
     coffre.start_lifecycle(lifecycle_listener(audit.record, metrics, notifier),
@@ -124,28 +128,40 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=10)
     await admin_runner.setup()
     await runner.setup()
+    # workers > 1: secondary processes share the S3 port (docs/workers.md); None with one process.
+    supervisor = Supervisor(settings, audit) if settings.workers > 1 else None
+    # Before the listeners: a stop asked while starting (secondaries included) is a clean stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
     try:
         # The admin listener first: when the S3 port answers, health and metrics do too. A port
         # already taken stops the start here, with the audit log closed properly below.
         await web.TCPSite(admin_runner, settings.admin_host, settings.admin_port, reuse_address=True,
                           ssl_context=admin_tls).start()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024,
-                          ssl_context=tls).start()
+                          ssl_context=tls, reuse_port=True if supervisor is not None else None).start()
+        if supervisor is not None:
+            # Once this process holds the port: a port taken by something else stops the start
+            # before any secondary exists.
+            await supervisor.start()
         announce(settings, boot, "https" if tls is not None else "http",
                  "https" if admin_tls is not None else "http")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
         if ready is not None:
             ready.set()
         await stop.wait()
     finally:
         log.info("shutting down")
+        # The secondaries stop while this process finishes its own requests; their last records
+        # reach the trail before it closes below.
+        stopping = asyncio.create_task(supervisor.stop()) if supervisor is not None else None
         await runner.cleanup()
+        if stopping is not None:
+            await stopping
         await admin_runner.cleanup()
         await notifier.close()  # after the last request: every answered event is on disk
         await delivery.close()

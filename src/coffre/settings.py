@@ -77,6 +77,9 @@ class Settings:
     body_idle_timeout: float = 20.0
     # Seconds an idle keep-alive connection stays open.
     keepalive_timeout: float = 75.0
+    # Processes serving the S3 listener (docs/workers.md): 1 is one process doing everything; N > 1
+    # adds N-1 secondary processes sharing the port (SO_REUSEPORT) that serve S3 only.
+    workers: int = 1
     # HTTPS for the S3 listener: PEM certificate chain and its private key (mode 0600). Both or
     # neither; when set, the listener speaks TLS only (policy in coffre/tlsconfig.py).
     tls_cert: str | None = None

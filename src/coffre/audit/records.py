@@ -180,6 +180,17 @@ class Signer:
         return self._private.sign(signed_bytes(record)).hex()
 
     @classmethod
+    def load(cls, directory: str) -> Signer:
+        """Read ``signing.key`` only (FileNotFoundError when there is none yet): for a process
+        that reads the log another one writes (a secondary worker's exports)."""
+        path = os.path.join(directory, KEY_FILE)
+        with open(path, "rb") as fh:
+            key = serialization.load_pem_private_key(fh.read(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(key)
+
+    @classmethod
     def load_or_create(cls, directory: str) -> Signer:
         """Read ``signing.key``, creating it (mode 0600) and ``signing.pub`` on first start."""
         path = os.path.join(directory, KEY_FILE)

@@ -54,12 +54,21 @@ class AuditTrail:
     def record(self, event: AuditEvent) -> None:
         item = event.fields()
         item["time"] = event.time
+        self.record_fields(item)
+
+    def record_fields(self, item: dict[str, Any]) -> None:
+        """Queue one record given as its fields and ``time`` (what ``record`` makes of an event;
+        a secondary worker's records arrive so, workers.py)."""
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             if self._dropped == 0:
                 log.error("audit log unavailable (queue full): %s", self._refusal())
             self._dropped += 1
+
+    def count_lost(self, n: int) -> None:
+        """Records another process could not queue: counted in the log's next "lost" record."""
+        self._dropped += n
 
     def queue_depth(self) -> int:
         """Records waiting to be written (the coffre_audit_queue_depth metric)."""

@@ -14,9 +14,16 @@ def _serve(args: argparse.Namespace) -> int:
     from coffre.server import run
     from coffre.settings import load_settings
 
+    if args.worker_channel is not None:
+        # A secondary worker started by a primary (docs/workers.md): its settings come from the
+        # primary over the channel, so both run with exactly the same ones.
+        from coffre.workers import run_secondary
+
+        run_secondary(args.worker_channel)
+        return 0
     settings = load_settings(args.config, address=args.address, data_dir=args.data_dir,
                              tls_cert=args.tls_cert, tls_key=args.tls_key,
-                             admin_address=args.admin_address)
+                             admin_address=args.admin_address, workers=args.workers)
     # JSON or text lines on stderr; the root secret and every signature are scrubbed on all handlers.
     configure_logging(settings.log_level, settings.log_format, secrets=(settings.root_secret_key,))
     run(settings)
@@ -35,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="PEM private key of --tls-cert, mode 0600 (env COFFRE_TLS_KEY)")
     p.add_argument("--admin-address",
                    help="HOST:PORT of the admin listener: admin API, metrics, health (env COFFRE_ADMIN_ADDRESS, default 127.0.0.1:9001)")
+    p.add_argument("--workers", type=int,
+                   help="processes serving the S3 API (env COFFRE_WORKERS, default 1; docs/workers.md)")
+    # Internal: the file descriptor of a secondary worker's channel to its primary (workers.py).
+    p.add_argument("--worker-channel", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
     admin.add_parser(sub)
     audit.add_parser(sub)

@@ -97,11 +97,14 @@ class Coffre:
         self.lifecycle = LifecycleWorker(settings, meta, self.objects)
         self._lifecycle_task: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
+    async def open(self, resume: bool = True) -> None:
+        """Open the stores; ``resume`` goes on with key re-wraps cut short by a stop (the one
+        process that runs background work does; a secondary worker does not)."""
         await self.meta.open()
         await self.blobs.open()
         self.keyring.provider.check()
-        await self.keys.resume()  # re-wraps cut short by a stop go on
+        if resume:
+            await self.keys.resume()  # re-wraps cut short by a stop go on
 
     async def close(self) -> None:
         if self._erasure_task is not None:

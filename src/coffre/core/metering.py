@@ -125,6 +125,7 @@ class Meter:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._rolled_hour = 0
+        self._roll_hours = True
 
     def count(self, tenant_id: str, bucket: str, operation: str, status: int, bytes_in: int,
               bytes_out: int) -> None:
@@ -171,7 +172,11 @@ class Meter:
             await self.meta.roll_byte_hours()
             self._rolled_hour = hour
 
-    def start(self) -> None:
+    def start(self, roll: bool = True) -> None:
+        """Flush the counters every ``metering_flush_seconds``; with ``roll``, also move the
+        buckets' byte-hours once an hour (one process does it: a secondary worker only flushes
+        its own counters, which are additive)."""
+        self._roll_hours = roll
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -179,7 +184,8 @@ class Meter:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
-                await self._roll()
+                if self._roll_hours:
+                    await self._roll()
             except Exception:
                 log.exception("metering flush failed; counters kept for the next attempt")
 

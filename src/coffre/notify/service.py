@@ -69,13 +69,14 @@ class _TargetState:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, directory: str | None = None) -> None:
         self.region = settings.region
         self.meta: MetadataStore | None = None
         self.targets = cfg.parse_targets(settings.notify_targets)
         self.limit = settings.notify_queue_limit
         self.retry_max = max(settings.notify_retry_max_seconds, _FIRST_RETRY)
-        self.directory = os.path.join(settings.data_dir, "notify")
+        # One writer per queue directory: a secondary worker process has its own (docs/workers.md).
+        self.directory = directory or os.path.join(settings.data_dir, "notify")
         self._secrets = [s for t in self.targets.values() for s in t.secrets()]
         self._states: dict[str, _TargetState] = {
             tid: _TargetState(t, DiskQueue(os.path.join(self.directory, tid)), sender(t))
@@ -122,8 +123,11 @@ class Notifier:
         return text
 
     # -- life cycle --
-    async def start(self, meta: MetadataStore) -> None:
-        """Resume every target's queue from disk (what a previous run left) and start delivering."""
+    async def start(self, meta: MetadataStore, adopt: Sequence[str] = ()) -> None:
+        """Resume every target's queue from disk (what a previous run left) and start delivering.
+
+        ``adopt``: queue directories no process writes any more (those of secondary workers
+        beyond the current ``workers``): their messages move into this notifier's queues."""
         self.meta = meta
         self._pending = asyncio.Queue()
         for st in self._states.values():
@@ -131,12 +135,27 @@ class Notifier:
             st.files.extend(found)
             st.depth = sum(n for _, n in found)
             st.next_seq = (found[-1][0] + 1) if found else 1
+            for directory in adopt:
+                await self._adopt(st, DiskQueue(os.path.join(directory, st.target.id)))
             self._set_depth(st)
-            if found:
+            if st.depth:
                 log.info("notify: target %s resumes with %d queued message(s)", st.target.id, st.depth)
             st.task = asyncio.create_task(self._deliver(st), name=f"notify-{st.target.id}")
         if self._states:
             self._writer = asyncio.create_task(self._write_loop(), name="notify-writer")
+
+    async def _adopt(self, st: _TargetState, other: DiskQueue) -> None:
+        """Move another queue's files into ``st``'s, in order. Each is written here before it is
+        removed there: a crash in between sends its messages twice, never loses them."""
+        if not os.path.isdir(other.directory):
+            return
+        for seq, _ in await asyncio.to_thread(other.scan):
+            msgs = await asyncio.to_thread(other.read, seq)
+            if msgs:
+                await self._append(st, msgs)
+            await asyncio.to_thread(other.remove, seq)
+        with contextlib.suppress(OSError):  # not empty: a file that is no queue's; left alone
+            os.rmdir(other.directory)
 
     async def close(self) -> None:
         """Write what is pending, stop the deliverers (keeping what they had not sent), close connections."""
@@ -147,9 +166,7 @@ class Notifier:
                 await self._writer
         for st in self._states.values():
             if st.task is not None:
-                st.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await st.task
+                await _stop(st.task)
             with contextlib.suppress(Exception):
                 await st.sender.close()
 
@@ -332,3 +349,14 @@ class Notifier:
             if st.files and st.files[0][0] == seq:
                 st.files.popleft()
             st.in_flight = None
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a deliverer until it ends. Once is not always enough: on Python 3.11, a cancel that
+    reaches ``asyncio.wait_for`` just as the send it waits for fails is lost (wait_for raises the
+    send's error instead), and the deliverer would go on retrying forever, holding the stop."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        task.exception()  # retrieved: a deliverer's own failure was logged where it happened
