@@ -9,9 +9,11 @@ an explicit configuration (no /etc/pykmip), TLS certificates made here with ``cr
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,10 +128,12 @@ class KmipServer:
 
     def stop(self) -> None:
         # PyKMIP's server finishes its accept timeout (10 s) before it honours SIGTERM; its
-        # SQLite store is of no use after the test, so it is killed at once.
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        # SQLite store is of no use after the test, so it is killed at once. With its whole
+        # process group: it starts a multiprocessing manager and a policy monitor process,
+        # which outlive a kill of the server alone (they were left running after every test).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def kmip_server(tmp: Path) -> KmipServer:
@@ -161,10 +165,14 @@ def kmip_server(tmp: Path) -> KmipServer:
     code = ("from kmip.services.server.server import KmipServer\n"
             f"s = KmipServer(config_path={str(conf)!r}, log_path={str(log)!r})\n"
             "with s:\n    s.serve()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=open(tmp / "stderr", "wb"))
+    # Its own process group (session): stop() ends the server and the processes it starts.
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / "stderr", "wb"), start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it started before it failed
             raise RuntimeError("the KMIP server exited: " + (tmp / "stderr").read_text()[-2000:])
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -172,7 +180,9 @@ def kmip_server(tmp: Path) -> KmipServer:
         except OSError:
             time.sleep(0.2)
     else:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         raise RuntimeError("the KMIP server did not start")
     return KmipServer("127.0.0.1", port, str(tmp / "client.crt"), str(tmp / "client.key"), str(tmp / "ca.crt"),
                       proc, log)
