@@ -98,8 +98,14 @@ _SPECIAL = re.compile(r"[&<>\x00-\x1f]")
 
 
 def needs_escape(value: str) -> bool:
-    """Whether esc() would change ``value``: a listing asks once for the whole page."""
-    return _SPECIAL.search(value) is not None
+    """Whether esc() would change ``value``: a listing asks once for the whole page.
+
+    ``in`` and ``isprintable`` are C loops several times faster than the regex over a page's
+    ~100 KB of text; text that is printable and holds no ``&<>`` has nothing to escape (the
+    control characters are not printable). Only otherwise does the regex decide."""
+    if "&" in value or "<" in value or ">" in value:
+        return True
+    return not value.isprintable() and _SPECIAL.search(value) is not None
 
 
 def esc(value: str) -> str:

@@ -88,19 +88,22 @@ def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
     objs = page.objects
     text = "".join([o.key + o.etag + o.storage_class + o.owner + (o.checksum_algorithm or "")
                     + (o.checksum_type or "") for o in objs])
-    esc = xml.esc if xml.needs_escape(text) else str
-    rows = []
-    for o in objs:
-        key = url_value(o.key, url)
-        row = (f"<Contents><Key>{esc(key)}</Key><LastModified>{iso8601(o.last_modified)}</LastModified>"
-               f"<ETag>{esc(o.etag)}</ETag><Size>{o.size}</Size>")
-        if o.checksum_algorithm and o.checksum_type:
-            row += (f"<ChecksumAlgorithm>{esc(o.checksum_algorithm)}</ChecksumAlgorithm>"
-                    f"<ChecksumType>{esc(o.checksum_type)}</ChecksumType>")
-        row += f"<StorageClass>{esc(o.storage_class)}</StorageClass>"
-        if owner:
-            row += f"<Owner><ID>{esc(o.owner)}</ID><DisplayName></DisplayName></Owner>"
-        rows.append(row + "</Contents>")
+    escaping = xml.needs_escape(text)
+    esc = xml.esc
+    rows: list[str] = []
+    append = rows.append
+    # One f-string per entry from the row's unpacked fields; escaping only when the page needs it.
+    for key, modified, etag, size, storage_class, owner_id, algorithm, ctype in objs:
+        if url:
+            key = url_value(key, True)
+        if escaping:
+            key, etag, storage_class, owner_id = esc(key), esc(etag), esc(storage_class), esc(owner_id)
+            algorithm, ctype = algorithm and esc(algorithm), ctype and esc(ctype)
+        checksum = (f"<ChecksumAlgorithm>{algorithm}</ChecksumAlgorithm><ChecksumType>{ctype}</ChecksumType>"
+                    if algorithm and ctype else "")
+        who = f"<Owner><ID>{owner_id}</ID><DisplayName></DisplayName></Owner>" if owner else ""
+        append(f"<Contents><Key>{key}</Key><LastModified>{iso8601(modified)}</LastModified><ETag>{etag}</ETag>"
+               f"<Size>{size}</Size>{checksum}<StorageClass>{storage_class}</StorageClass>{who}</Contents>")
     doc.raw("".join(rows))
     for p in page.common_prefixes:
         doc.open("CommonPrefixes").leaf("Prefix", url_value(p, url)).close("CommonPrefixes")
