@@ -338,9 +338,10 @@ class LocalBlobStore(BlobStore):
     async def delete(self, blob_id: str) -> None:
         path = self._path(blob_id)
         if self.small is not None and await self.small.size(blob_id) is not None:
+            # A blob is in one place: put writes a row or a file, never both (the fallback to
+            # a file happens before any row is inserted).
             await self.small.delete(blob_id)
-        # The file too, even after a row: a blob is in one place, but removing both costs
-        # only a collector's hop, and no stray copy can survive its delete.
+            return
 
         def rm() -> None:
             try:

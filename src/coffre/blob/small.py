@@ -46,6 +46,10 @@ T = TypeVar("T")
 # mtime before data: the collector's scan (id, mtime) reads each row's first bytes only, never
 # the overflow pages a blob's data spills into.
 SCHEMA = "CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY, mtime REAL NOT NULL, data BLOB NOT NULL)"
+# The collector's scan (list_ids) reads this covering index only: some 80 rows a page, where
+# the table holds about one 4 KiB blob a page (a cold scan reads that much less). Measured:
+# +1.2 us per insert (15.5 vs 14.3 us CPU), the same scan time from the page cache.
+INDEX = "CREATE INDEX IF NOT EXISTS blobs_mtime ON blobs(mtime, id)"
 # At most this many jobs share one COMMIT: bounds the latency a batch adds to its first
 # caller, and the bytes one transaction holds (64 blobs of at most the small size).
 _MAX_BATCH = 64
@@ -108,6 +112,7 @@ class SmallBlobDB:
         self._readers = readers  # worker threads for reads that must be allowed to wait, and scans
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-blob-w")
         self._writer: sqlite3.Connection | None = None
+        self._writer_sync = "FULL"  # the writer connection's current synchronous mode
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -137,6 +142,7 @@ class SmallBlobDB:
         os.chmod(self.path, 0o600)
         self._writer = self._connect(30000)
         self._writer.execute(SCHEMA)
+        self._writer.execute(INDEX)
 
     async def close(self) -> None:
         self.closed = True
@@ -173,7 +179,8 @@ class SmallBlobDB:
         try:
             return fn(self._inline())
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # The primary code: SQLITE_BUSY_RECOVERY (WAL recovery) is a SQLITE_BUSY too.
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise
             conn = self._inline()
             if conn.in_transaction:
@@ -295,6 +302,13 @@ class SmallBlobDB:
             return
         outcomes: list[tuple[int, BaseException | None]] = []
         try:
+            # A batch of deletes only commits without its own fsync: a delete lost in a crash
+            # leaves an orphan the collector removes again, and the next batch with a put,
+            # whose fsync covers the whole WAL written before it, makes the deletes durable.
+            sync = "NORMAL" if all(j.pieces is None for j in batch) else "FULL"
+            if sync != self._writer_sync:
+                conn.execute(f"PRAGMA synchronous={sync}")
+                self._writer_sync = sync
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
             for j in batch:
