@@ -51,7 +51,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     # Metering's clock: the system's, or a test's (metering_clock_file); the store integrates
     # stored bytes over time with it and the meter counts requests per hour with it.
     meta: MetadataStore = SQLiteMetadataStore(settings.meta_path, clock=make_clock(settings))
-    blobs: BlobStore = LocalBlobStore(settings.blob_dir)
+    blobs: BlobStore = LocalBlobStore(settings.blob_dir, small_max_bytes=settings.blob_small_max_bytes)
     keys: KeyProvider = build_provider(settings)
     if metrics is not None:  # timed at their interface, the backends untouched
         meta = metrics.time_metadata(meta, MetadataStore)

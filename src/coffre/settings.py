@@ -69,6 +69,9 @@ class Settings:
     # Blobs replaced, deleted or aborted are kept this long, so reads already streaming them finish.
     gc_release_delay_seconds: int = 900
     gc_interval_seconds: int = 300
+    # Blobs of at most this many bytes (as stored), whose size the PUT announced, are rows of
+    # blobs/small.db rather than files (no file creation and fsync each; one shared commit). 0: files only.
+    blob_small_max_bytes: int = 65536
     # Lifecycle rules (issue #6): the length of a lifecycle "day" in seconds (shortened only for
     # tests and demonstrations) and how often the worker looks at the buckets holding rules.
     lifecycle_day_seconds: float = 86400.0

@@ -10,21 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from coffre.blob.base import BlobStore
+from coffre.blob.base import BlobStore, Piece
 from coffre.blob.local import LocalBlobStore
 from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
+
+
+class HintingLocalBlobStore(LocalBlobStore):
+    """The local store with every put announced as small (size_hint 0) unless the test says
+    otherwise: the whole suite then runs through small.db for blobs up to its limit, and
+    through the fallback to a file (a hint that was wrong) for larger ones."""
+
+    async def put(self, blob_id: str, chunks: AsyncIterable[Piece], size_hint: int | None = None) -> int:
+        return await super().put(blob_id, chunks, 0 if size_hint is None else size_hint)
+
 
 META_BACKENDS: dict[str, Callable[[Path], MetadataStore]] = {
     "sqlite": lambda d: SQLiteMetadataStore(str(d / "meta.sqlite3")),
 }
 BLOB_BACKENDS: dict[str, Callable[[Path], BlobStore]] = {
     "local": lambda d: LocalBlobStore(str(d / "blobs")),
+    "local-small": lambda d: HintingLocalBlobStore(str(d / "blobs")),
 }
 
 

@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import os
 import secrets
-import shutil
 import sqlite3
 import stat
 import urllib.parse
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.server import ACCESS_KEY, SECRET_KEY, Server
 
@@ -62,15 +62,17 @@ def files_containing(root: str, needle: bytes) -> list[str]:
 
 
 def checkpoint(data_dir: str) -> None:
-    """Fold the WAL into the main database file, as SQLite does on its own sooner or later."""
+    """Fold the WALs (metadata, small blobs) into their database files, as SQLite does on its
+    own sooner or later."""
     conn = sqlite3.connect(os.path.join(data_dir, "meta.sqlite3"), timeout=30)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     finally:
         conn.close()
+    on_disk.checkpoint(data_dir)
 
 
-def blob_path(data_dir: str, key: str) -> str:
+def blob_of(data_dir: str, key: str) -> str:
     conn = sqlite3.connect(os.path.join(data_dir, "meta.sqlite3"), timeout=30)
     try:
         row = conn.execute("SELECT blob_id FROM objects WHERE bucket=? AND key=? AND is_latest=1",
@@ -78,7 +80,11 @@ def blob_path(data_dir: str, key: str) -> str:
     finally:
         conn.close()
     assert row is not None and row[0], f"no blob for {key}"
-    return glob.glob(os.path.join(data_dir, "blobs", row[0][:2], row[0][2:4], row[0]))[0]
+    return str(row[0])
+
+
+def blob_path(data_dir: str, key: str) -> str:
+    return glob.glob(on_disk.file_path(data_dir, blob_of(data_dir, key)))[0]
 
 
 def test_object_bodies_never_appear_in_plaintext(srv: Server, client) -> None:
@@ -118,6 +124,13 @@ def test_object_bodies_never_appear_in_plaintext(srv: Server, client) -> None:
         bodies[f"{key_marker}/segments"]
 
     data = srv.data_dir
+    # The small bodies are rows of blobs/small.db, the larger ones files: both are scanned,
+    # with small.db's WAL, where the newest rows live before a checkpoint.
+    small_rows = on_disk.rows(data)
+    assert blob_of(data, f"{key_marker}/tiny") in small_rows
+    assert blob_of(data, f"{key_marker}/small") in small_rows
+    assert blob_of(data, f"{key_marker}/large") not in small_rows
+    assert os.path.getsize(on_disk.small_db(data) + "-wal") > 0
     # Before a checkpoint, the newest metadata lives in the WAL: it is scanned too.
     assert files_containing(data, body_marker) == []
     # Nor can a fragment smaller than a segment be found: every segment is encrypted.
@@ -180,14 +193,6 @@ def test_secrets_are_never_stored_or_logged(srv: Server, client) -> None:
 
 # -- damaged blobs -----------------------------------------------------------------------
 
-def flip(path: str, offset: int) -> None:
-    with open(path, "r+b") as fh:
-        fh.seek(offset)
-        b = fh.read(1)
-        fh.seek(offset)
-        fh.write(bytes([b[0] ^ 0x01]))
-
-
 def raw_get(srv: Server, client, key: str, headers: dict[str, str] | None = None) -> tuple[int, int | None, bytes, bool]:
     """GET over a bare connection: status, declared length, bytes received, whether the body was cut."""
     url = urllib.parse.urlsplit(client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}))
@@ -226,10 +231,24 @@ def assert_not_served(srv: Server, client, key: str, original: bytes) -> None:
 
 @pytest.mark.parametrize("size", [10_000, 3 * 1024 * 1024 + 100], ids=["small", "large"])
 def test_damaged_blobs_are_never_served(srv: Server, client, size: int) -> None:
+    # The small object's blob is a row of blobs/small.db, the large one's a file: both are
+    # damaged where they lie.
     def put(key: str) -> tuple[bytes, str]:
         body = os.urandom(size)
         client.put_object(Bucket=BUCKET, Key=key, Body=body)
-        return body, blob_path(srv.data_dir, key)
+        blob_id = blob_of(srv.data_dir, key)
+        assert on_disk.is_row(srv.data_dir, blob_id) == (size <= 65_000)
+        return body, blob_id
+
+    def damage(blob_id: str, change) -> None:
+        raw = bytearray(on_disk.read_blob(srv.data_dir, blob_id))
+        on_disk.write_blob(srv.data_dir, blob_id, bytes(change(raw)))
+
+    def flip_at(offset: int):
+        def change(raw: bytearray) -> bytearray:
+            raw[offset] ^= 0x01
+            return raw
+        return change
 
     stride = SEG + 16
     assert size % SEG
@@ -239,8 +258,8 @@ def test_damaged_blobs_are_never_served(srv: Server, client, size: int) -> None:
 
     # A flipped byte in a segment: near the end, so a large object fails after its
     # response has started (the status line and first megabytes are already sent).
-    body, path = put(tag + "flip")
-    flip(path, last_seg + 3)
+    body, bid = put(tag + "flip")
+    damage(bid, flip_at(last_seg + 3))
     assert_not_served(srv, client, tag + "flip", body)
     if size > SEG:
         # Undamaged segments are still served by range.
@@ -249,25 +268,27 @@ def test_damaged_blobs_are_never_served(srv: Server, client, size: int) -> None:
 
     # Two segments swapped.
     if size > 2 * SEG:
-        body, path = put(tag + "swap")
-        raw = bytearray(Path(path).read_bytes())
-        a = raw[8 + stride:8 + 2 * stride]
-        b = raw[8 + 2 * stride:8 + 3 * stride]
-        raw[8 + stride:8 + 3 * stride] = b + a
-        Path(path).write_bytes(raw)
+        body, bid = put(tag + "swap")
+
+        def swap(raw: bytearray) -> bytearray:
+            a = raw[8 + stride:8 + 2 * stride]
+            b = raw[8 + 2 * stride:8 + 3 * stride]
+            raw[8 + stride:8 + 3 * stride] = b + a
+            return raw
+
+        damage(bid, swap)
         assert_not_served(srv, client, tag + "swap", body)
 
     # The last segment truncated (partly, then wholly).
     for cut in (1, blob_size - last_seg):
-        body, path = put(tag + f"trunc{cut}")
-        with open(path, "r+b") as fh:
-            fh.truncate(os.path.getsize(path) - cut)
+        body, bid = put(tag + f"trunc{cut}")
+        damage(bid, lambda raw, cut=cut: raw[:len(raw) - cut])
         assert_not_served(srv, client, tag + f"trunc{cut}", body)
 
-    # Another blob's file moved over this blob's path.
-    body, path = put(tag + "victim")
+    # Another blob's bytes moved over this blob.
+    body, bid = put(tag + "victim")
     _, other = put(tag + "other")
-    shutil.copyfile(other, path)
+    on_disk.write_blob(srv.data_dir, bid, on_disk.read_blob(srv.data_dir, other))
     assert_not_served(srv, client, tag + "victim", body)
 
     # The server is still healthy and serves intact objects.

@@ -11,7 +11,6 @@ the same data directory, and check that
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import random
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.server import ACCESS_KEY, SECRET_KEY, Server
 
@@ -138,7 +138,8 @@ def run_and_kill(srv: Server, ledger: Ledger, rnd: int, writers: int = 4) -> Non
 
 
 def blob_files(data_dir: str) -> set[str]:
-    return {os.path.basename(p) for p in glob.glob(os.path.join(data_dir, "blobs", "??", "??", "*"))}
+    """Every blob on disk: files, and small blobs, which are rows of blobs/small.db."""
+    return on_disk.all_blobs(data_dir)
 
 
 def referenced_blobs(data_dir: str) -> set[str]:

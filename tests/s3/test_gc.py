@@ -10,7 +10,6 @@ period, never before: a young one may be about to be committed.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import sqlite3
@@ -19,6 +18,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.server import ACCESS_KEY, SECRET_KEY, Server
 
@@ -53,7 +53,7 @@ def path_of(data_dir: str, blob_id: str) -> str:
 
 
 def all_blobs(data_dir: str) -> set[str]:
-    return {os.path.basename(p) for p in glob.glob(os.path.join(data_dir, "blobs", "??", "??", "*"))}
+    return on_disk.all_blobs(data_dir)  # files and small blobs' rows
 
 
 def garbage_rows(data_dir: str) -> set[str]:
@@ -90,10 +90,10 @@ def test_released_blobs_are_deleted_with_the_commit(srv: Server) -> None:
     second = blob_of(data, "k")
     assert first != second
     # Deleted by the time the overwrite is acknowledged, not at the next collector pass.
-    assert not os.path.exists(path_of(data, first))
-    assert os.path.exists(path_of(data, second))
+    assert not on_disk.exists(data, first)
+    assert on_disk.exists(data, second)
     s3.delete_object(Bucket=BUCKET, Key="k")
-    assert not os.path.exists(path_of(data, second))
+    assert not on_disk.exists(data, second)
     assert all_blobs(data) == set()
     assert garbage_rows(data) == set()  # the queue entries went with them
 

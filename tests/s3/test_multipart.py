@@ -17,6 +17,7 @@ import pytest
 from awscrt import checksums as crt
 from botocore.exceptions import ClientError
 
+from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.s3.chunked_client import (
     STREAMING_UNSIGNED_TRAILER,
@@ -508,8 +509,7 @@ def test_delete_bucket_with_uploads(s3):
 
 # -- blobs on disk, with a server of our own --
 def blob_files(data_dir: str) -> list[str]:
-    root = os.path.join(data_dir, "blobs")
-    return [f for _, _, files in os.walk(root) for f in files if re.fullmatch(r"[0-9a-f]{32}", f)]
+    return sorted(on_disk.all_blobs(data_dir))  # files and small blobs' rows
 
 
 @pytest.fixture(scope="module")

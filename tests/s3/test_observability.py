@@ -20,6 +20,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.server import ACCESS_KEY, SECRET_KEY, Server
 
@@ -232,21 +233,14 @@ def test_not_ready_while_the_blob_store_cannot_write(srv: Server, client, obs_bu
 # -- logs ----------------------------------------------------------------------------------
 
 def test_internal_error_is_logged_as_json_with_its_request_id(srv: Server, client, obs_bucket: str):
-    blobs = Path(srv.data_dir) / "blobs"
-
-    def files() -> set[Path]:
-        return {p for p in blobs.rglob("*") if p.is_file() and p.parent.name != "tmp"}
-
-    old = files()
+    old = on_disk.all_blobs(srv.data_dir)
     client.put_object(Bucket=obs_bucket, Key="damaged", Body=os.urandom(10_000))
-    new = files() - old
+    new = on_disk.all_blobs(srv.data_dir) - old
     assert len(new) == 1
-    path = new.pop()
-    with open(path, "r+b") as fh:  # one flipped bit in the only segment: it fails authentication
-        fh.seek(11)
-        b = fh.read(1)
-        fh.seek(11)
-        fh.write(bytes([b[0] ^ 1]))
+    blob_id = new.pop()  # a small blob: a row of small.db
+    raw = bytearray(on_disk.read_blob(srv.data_dir, blob_id))
+    raw[11] ^= 1  # one flipped bit in the only segment: it fails authentication
+    on_disk.write_blob(srv.data_dir, blob_id, bytes(raw))
     url = urllib.parse.urlsplit(client.generate_presigned_url(
         "get_object", Params={"Bucket": obs_bucket, "Key": "damaged"}))
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)

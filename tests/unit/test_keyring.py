@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from coffre.crypto.keys import FileKeyProvider, KeyError_
 from coffre.crypto.segments import HEADER_SIZE, TAG_SIZE, IntegrityError
 from coffre.meta.records import TenantRecord
 from coffre.meta.sqlite import SQLiteMetadataStore
+from tests import blobs_on_disk as on_disk
 
 SEG = 1024
 STRIDE = SEG + TAG_SIZE
@@ -136,17 +136,18 @@ async def expect_integrity_error(env: Env, blob: StoredBlob, start: int = 0, end
 
 
 def test_tampered_blobs_fail(tmp_path: Path) -> None:
+    # 5 KiB: a small blob, a row of small.db (tests/s3/test_at_rest.py damages files too).
     async def scenario(env: Env) -> None:
         size = 5 * SEG + 100
 
         async def fresh() -> tuple[StoredBlob, bytearray]:
             blob = await env.write(A, os.urandom(size))
-            return blob, bytearray(env.path(blob.blob_id).read_bytes())
+            return blob, bytearray(on_disk.read_blob(str(env.root), blob.blob_id))
 
         # A flipped byte in a segment.
         blob, raw = await fresh()
         raw[HEADER_SIZE + 2 * STRIDE + 9] ^= 0x40
-        env.path(blob.blob_id).write_bytes(raw)
+        on_disk.write_blob(str(env.root), blob.blob_id, bytes(raw))
         await expect_integrity_error(env, blob)
         await expect_integrity_error(env, blob, 2 * SEG, 2 * SEG + 1)
         assert len(await env.read(A, blob, 0, 2 * SEG)) == 2 * SEG  # undamaged segments still read
@@ -156,20 +157,20 @@ def test_tampered_blobs_fail(tmp_path: Path) -> None:
         s1 = raw[HEADER_SIZE + STRIDE:HEADER_SIZE + 2 * STRIDE]
         s2 = raw[HEADER_SIZE + 2 * STRIDE:HEADER_SIZE + 3 * STRIDE]
         raw[HEADER_SIZE + STRIDE:HEADER_SIZE + 3 * STRIDE] = s2 + s1
-        env.path(blob.blob_id).write_bytes(raw)
+        on_disk.write_blob(str(env.root), blob.blob_id, bytes(raw))
         await expect_integrity_error(env, blob)
 
         # The last segment truncated, partly or wholly, and cut at a segment boundary.
         for cut in (1, 100 + TAG_SIZE, 100 + TAG_SIZE + STRIDE):
             blob, raw = await fresh()
-            env.path(blob.blob_id).write_bytes(raw[:-cut])
+            on_disk.write_blob(str(env.root), blob.blob_id, bytes(raw[:-cut]))
             await expect_integrity_error(env, blob)
             await expect_integrity_error(env, blob, size - 1, size)
 
-        # A blob file moved over another blob's path.
+        # Another blob's bytes moved over this blob.
         x, _ = await fresh()
         y, _ = await fresh()
-        shutil.copyfile(env.path(x.blob_id), env.path(y.blob_id))
+        on_disk.write_blob(str(env.root), y.blob_id, on_disk.read_blob(str(env.root), x.blob_id))
         await expect_integrity_error(env, y)
 
     run(tmp_path, scenario)
@@ -201,7 +202,8 @@ def test_a_failed_write_leaves_no_blob(tmp_path: Path) -> None:
 
         with pytest.raises(ConnectionResetError):
             await env.io.write(A, body(), max_size=1 << 20)
-        assert [p for p in (env.root / "blobs").rglob("*") if p.is_file()] == []
+        assert [p for p in (env.root / "blobs").rglob("*") if p.is_file() and not p.name.startswith("small.db")] == []
+        assert on_disk.all_blobs(str(env.root)) == set()
 
     run(tmp_path, scenario)
 

@@ -56,8 +56,13 @@ class BlobStore(ABC):
         """Raise if the store cannot answer."""
 
     @abstractmethod
-    async def put(self, blob_id: str, chunks: AsyncIterable[Piece]) -> int:
+    async def put(self, blob_id: str, chunks: AsyncIterable[Piece], size_hint: int | None = None) -> int:
         """Write the blob from ``chunks`` and make it durable; return its size.
+
+        ``size_hint``: the blob's size as stored, when the caller knows it before the first
+        byte (a PUT with a Content-Length). A backend may use it to choose how to store the
+        blob (the local store keeps small blobs out of files) or ignore it; a wrong hint
+        must never corrupt or lose a blob, only cost the better layout.
 
         A piece may be a zero-argument function returning the bytes: the store calls those
         one after the other, in order, possibly on a worker thread.

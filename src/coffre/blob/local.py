@@ -5,21 +5,31 @@ durable blobs (two levels of fan-out keep directories small). A blob is
 written to ``tmp/``, fsync'd, renamed into place, and its directory fsync'd:
 only then does ``put`` return, so the rename is the commit point of the blob.
 Paths are built from server-generated hex ids only.
+
+Small blobs (their size known up front and at most ``small_max_bytes``) are rows of
+``small.db`` instead (coffre.blob.small): no file, and one group-committed fsync shared by
+the puts that arrive together. Every read finds a blob wherever it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from coffre.blob.base import BlobNotFound, BlobStore, Buffer, Piece, check_blob_id
+from coffre.blob.small import SmallBlobDB, TooLarge
 
 # Reads this small are served inline: a pread from the page cache (and, in get_mapped,
 # decrypting it) costs less than a hop to a worker thread and back.
 INLINE_READ = 128 * 1024
+# Blobs of at most this many bytes (as stored), announced by put's size_hint, go to small.db.
+SMALL_MAX_BYTES = 64 * 1024
+# A put announced small whose source yields more pieces than this goes to a file after all:
+# the pieces are held until the writer thread runs them, and a small blob makes one or two.
+_SMALL_PIECES = 64
 
 T = TypeVar("T")
 
@@ -34,10 +44,14 @@ def fsync_dir(path: str) -> None:
 
 
 class LocalBlobStore(BlobStore):
-    def __init__(self, root: str, threads: int = 8) -> None:
+    def __init__(self, root: str, threads: int = 8, small_max_bytes: int = SMALL_MAX_BYTES) -> None:
         self.root = os.path.abspath(root)
         self.tmp = os.path.join(self.root, "tmp")
+        self.small_max = max(0, small_max_bytes)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-blob")
+        # Opened by open() when small blobs are enabled, or when an earlier run left some
+        # (they stay readable and deletable with the limit set to 0).
+        self.small: SmallBlobDB | None = None
 
     def _path(self, blob_id: str) -> str:
         check_blob_id(blob_id)
@@ -52,13 +66,33 @@ class LocalBlobStore(BlobStore):
                 os.unlink(os.path.join(self.tmp, name))
             except OSError:
                 pass
+        path = os.path.join(self.root, "small.db")
+        if self.small is None and (self.small_max > 0 or os.path.exists(path)):
+            small = SmallBlobDB(path, self._pool)
+            await asyncio.get_running_loop().run_in_executor(self._pool, small.open)
+            self.small = small
 
     async def close(self) -> None:
+        if self.small is not None:
+            await self.small.close()
         self._pool.shutdown(wait=True)
 
     async def ping(self) -> None:
         if not os.path.isdir(self.tmp) or not os.access(self.tmp, os.W_OK):
             raise OSError("blob directory is not writable")
+        if self.small is not None:
+            await self.small.ping()
+
+    def _small_first(self, offset: int, length: int | None) -> bool:
+        """Whether a span is small enough that the blob is likely a row: look there first."""
+        return self.small is not None and length is not None and offset + length <= self.small_max
+
+    async def _small_span(self, blob_id: str, offset: int, length: int | None) -> bytes | None:
+        """The span of a small blob, or None when no row holds the blob."""
+        if self.small is None:
+            return None
+        found = await self.small.span(blob_id, offset, length)
+        return None if found is None else found[1]
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -100,7 +134,34 @@ class LocalBlobStore(BlobStore):
                 except OSError:
                     pass
 
-    async def put(self, blob_id: str, chunks: AsyncIterable[Piece]) -> int:
+    async def put(self, blob_id: str, chunks: AsyncIterable[Piece], size_hint: int | None = None) -> int:
+        check_blob_id(blob_id)
+        if self.small is None or self.small_max == 0 or size_hint is None or size_hint > self.small_max:
+            return await self._put_file(blob_id, chunks)
+        # Announced small: gather the pieces (not yet made: they may be functions that
+        # encrypt) and hand them to the writer thread, which makes, inserts and commits them
+        # with whatever else is queued. If the source fails, nothing was queued.
+        it = aiter(chunks)
+        pieces: list[Piece] = []
+        known = 0
+        while True:
+            try:
+                piece = await anext(it)
+            except StopAsyncIteration:
+                break
+            pieces.append(piece)
+            known += 0 if callable(piece) else len(piece)
+            if known > self.small_max or len(pieces) > _SMALL_PIECES:
+                # The hint was wrong: a file after all, with what was gathered and the rest.
+                return await self._put_file(blob_id, _chain(pieces, it))
+        try:
+            return await self.small.put(blob_id, pieces, self.small_max)
+        except TooLarge as e:
+            # The pieces made more than the limit (the hint was wrong): nothing was inserted;
+            # the bytes already made (and hashed, encrypted) are written as a file.
+            return await self._put_file(blob_id, _chain([e.data], None))
+
+    async def _put_file(self, blob_id: str, chunks: AsyncIterable[Piece]) -> int:
         final = self._path(blob_id)
         tmp = os.path.join(self.tmp, blob_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -152,10 +213,20 @@ class LocalBlobStore(BlobStore):
     async def get(self, blob_id: str, offset: int = 0, length: int | None = None,
                   chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         path = self._path(blob_id)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as e:
-            raise BlobNotFound(blob_id) from e
+        small_first = self._small_first(offset, length)
+        data = await self._small_span(blob_id, offset, length) if small_first else None
+        if data is None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as e:
+                if not small_first:
+                    data = await self._small_span(blob_id, offset, length)
+                if data is None:
+                    raise BlobNotFound(blob_id) from e
+        if data is not None:
+            for i in range(0, len(data), max(1, chunk_size)):
+                yield data[i:i + chunk_size]
+            return
         try:
             end = os.fstat(fd).st_size if length is None else offset + length
             pos = offset
@@ -174,20 +245,28 @@ class LocalBlobStore(BlobStore):
 
     async def read(self, blob_id: str, offset: int, length: int) -> bytes:
         path = self._path(blob_id)
+        small_first = self._small_first(offset, length)
+        if small_first:
+            data = await self._small_span(blob_id, offset, length)
+            if data is not None:
+                return data
 
-        def rd() -> bytes:
+        def rd() -> bytes | None:
             try:
                 fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError as e:
-                raise BlobNotFound(blob_id) from e
+            except FileNotFoundError:
+                return None
             try:
                 return os.pread(fd, length, offset)
             finally:
                 os.close(fd)
 
-        if length <= INLINE_READ:
-            return rd()
-        return await self._run(rd)
+        got = rd() if length <= INLINE_READ else await self._run(rd)
+        if got is None and not small_first:
+            got = await self._small_span(blob_id, offset, length)
+        if got is None:
+            raise BlobNotFound(blob_id)
+        return got
 
     async def get_mapped(self, blob_id: str, offset: int, length: int, chunk_size: int,
                          fn: Callable[[int, Buffer], T]) -> AsyncIterator[T]:
@@ -197,10 +276,21 @@ class LocalBlobStore(BlobStore):
                 yield out
             return
         path = self._path(blob_id)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as e:
-            raise BlobNotFound(blob_id) from e
+        small_first = self._small_first(offset, length)
+        data = await self._small_span(blob_id, offset, length) if small_first else None
+        if data is None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as e:
+                if not small_first:
+                    data = await self._small_span(blob_id, offset, length)
+                if data is None:
+                    raise BlobNotFound(blob_id) from e
+        if data is not None:
+            # The span was read whole in one statement: a delete meanwhile cannot cut it.
+            async for out in _map_runs(data, offset, chunk_size, fn, self._pool):
+                yield out
+            return
         loop = asyncio.get_running_loop()
         end = offset + length
 
@@ -247,6 +337,11 @@ class LocalBlobStore(BlobStore):
 
     async def delete(self, blob_id: str) -> None:
         path = self._path(blob_id)
+        if self.small is not None and await self.small.size(blob_id) is not None:
+            # A blob is in one place: put writes a row or a file, never both (the fallback to
+            # a file happens before any row is inserted).
+            await self.small.delete(blob_id)
+            return
 
         def rm() -> None:
             try:
@@ -257,10 +352,18 @@ class LocalBlobStore(BlobStore):
         await self._run(rm)
 
     async def size(self, blob_id: str) -> int | None:
+        path = self._path(blob_id)
+        if self.small is not None and self.small_max > 0:
+            n = await self.small.size(blob_id)
+            if n is not None:
+                return n
         try:
-            return os.stat(self._path(blob_id)).st_size
+            return os.stat(path).st_size
         except FileNotFoundError:
-            return None
+            pass
+        if self.small is not None and self.small_max == 0:
+            return await self.small.size(blob_id)
+        return None
 
     async def list_ids(self, older_than: float) -> AsyncIterator[str]:
         def scan(d1: str) -> list[str]:
@@ -283,6 +386,9 @@ class LocalBlobStore(BlobStore):
                 continue
             for name in await self._run(scan, d1):
                 yield name
+        if self.small is not None:
+            for name in await self.small.list_ids(older_than):
+                yield name
 
 
 def _write_all(fd: int, data: Buffer) -> None:
@@ -297,6 +403,27 @@ def _write_piece(fd: int, piece: Piece) -> int:
     if data:
         _write_all(fd, data)
     return len(data)
+
+
+async def _chain(first: Sequence[Piece], rest: AsyncIterator[Piece] | None) -> AsyncIterator[Piece]:
+    for piece in first:
+        yield piece
+    if rest is not None:
+        async for piece in rest:
+            yield piece
+
+
+async def _map_runs(data: bytes, offset: int, chunk_size: int, fn: Callable[[int, Buffer], T],
+                    pool: ThreadPoolExecutor) -> AsyncIterator[T]:
+    """get_mapped over a span already in memory: runs of chunk_size, the last one short."""
+    loop = asyncio.get_running_loop()
+    step = max(1, chunk_size)
+    for i in range(0, len(data), step):
+        run = data[i:i + step]
+        if len(run) > INLINE_READ:  # as the file path: decrypting more is worth a hop
+            yield await loop.run_in_executor(pool, fn, offset + i, run)
+        else:
+            yield fn(offset + i, run)
 
 
 def _observe(f: asyncio.Future[Any]) -> None:

@@ -26,7 +26,14 @@ from coffre.core.checksums import Checksum
 from coffre.core.errors import EntityTooLarge, IncompleteBody
 from coffre.core.keyring import Keyring
 from coffre.crypto.keys import new_key
-from coffre.crypto.segments import HEADER_SIZE, TAG_SIZE, IntegrityError, SegmentDecryptor, SegmentEncryptor
+from coffre.crypto.segments import (
+    HEADER_SIZE,
+    TAG_SIZE,
+    IntegrityError,
+    SegmentDecryptor,
+    SegmentEncryptor,
+    encrypted_size,
+)
 
 BATCH = 1 << 20  # plaintext gathered per write batch
 READ_BATCH = 1 << 20  # plaintext decrypted per read batch
@@ -118,7 +125,10 @@ class BlobIO:
                 raise IncompleteBody(expected=expected_size, received=total)
             yield functools.partial(w.process, batch, True)
 
-        await self.blobs.put(blob_id, batches())
+        # The blob's size as stored, known before the first byte when the client sent a
+        # Content-Length (a longer or shorter body fails above): the store may keep it small.
+        hint = None if expected_size is None else encrypted_size(expected_size, self.segment_size)
+        await self.blobs.put(blob_id, batches(), size_hint=hint)
         return StoredBlob(blob_id, wrapped, total, w.md5.digest(), checksum)
 
     async def read(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
