@@ -640,7 +640,9 @@ class SQLiteMetadataStore(MetadataStore):
         try:
             return fn(self._inline())
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # The primary code: SQLITE_BUSY_RECOVERY (WAL recovery after a crash) is an
+            # extended code of SQLITE_BUSY, and exactly the case this fallback is for.
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise
             conn = self._inline()
             if conn.in_transaction:
