@@ -71,7 +71,8 @@ class Settings:
     gc_interval_seconds: int = 300
     # Blobs of at most this many bytes (as stored), whose size the PUT announced, are rows of
     # blobs/small.db rather than files (no file creation and fsync each; one shared commit). 0: files only.
-    blob_small_max_bytes: int = 65536
+    # 65 KiB: objects of up to 64 KiB (65 560 bytes stored) are rows.
+    blob_small_max_bytes: int = 65 * 1024
     # Lifecycle rules (issue #6): the length of a lifecycle "day" in seconds (shortened only for
     # tests and demonstrations) and how often the worker looks at the buckets holding rules.
     lifecycle_day_seconds: float = 86400.0
