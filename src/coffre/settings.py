@@ -124,7 +124,7 @@ class Settings:
     audit_checkpoint_seconds: float = 60.0
     # The least time between two writes (and fsyncs) of the audit log: a batch gathers the
     # records of that interval (group commit). 0: write each batch as soon as it is taken.
-    audit_group_commit_seconds: float = 0.01
+    audit_group_commit_seconds: float = 0.05
     # A new segment file each UTC day or at this size.
     audit_segment_max_bytes: int = 64 * MiB
     # Whole segments older than this are deleted (a signed retention record says so).

@@ -107,7 +107,8 @@ def test_link_spelled_out_is_the_canonical_form():
         want = hashlib.sha256(r.canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
         assert r.link(seq, prev, content) == want
     # What a tampered record may hold goes through the encoder and still hashes its canonical form.
-    for seq, prev in (("7", "ab" * 32), (True, "ab" * 32), (1, "AB" * 32), (1, None), (1.5, r.GENESIS)):
+    for seq, prev in (("7", "ab" * 32), (True, "ab" * 32), (1, "AB" * 32), (1, None), (1.5, r.GENESIS),
+                      (1, 'a"b'), (1, "é" * 64), (1, "a\\b"), (1, "")):
         want = hashlib.sha256(r.canonical({"content": "c" * 64, "prev": prev, "seq": seq})).hexdigest()
         assert r.link(seq, prev, "c" * 64) == want
 
