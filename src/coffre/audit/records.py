@@ -63,9 +63,9 @@ def content_digest(record: Record) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k not in _LINK_FIELDS})).hexdigest()
 
 
-def _plain(value: object) -> bool:
-    """A string JSON writes as is, between quotes (ASCII letters and digits: a hex digest)."""
-    return isinstance(value, str) and value.isascii() and value.isalnum()
+def _plain(value: str) -> bool:
+    """Whether JSON writes the string as is, between quotes (ASCII letters and digits: a hex digest)."""
+    return value.isascii() and value.isalnum()
 
 
 def link(seq: object, prev: object, content: str) -> str:
@@ -76,7 +76,7 @@ def link(seq: object, prev: object, content: str) -> str:
     directly, byte for byte what ``canonical`` gives (a test compares them), without an encoder
     per record. Anything else (a tampered record being verified) goes through ``canonical``.
     """
-    if type(seq) is int and _plain(prev) and _plain(content):
+    if type(seq) is int and isinstance(prev, str) and _plain(prev) and _plain(content):
         return hashlib.sha256(b'{"content":"%s","prev":"%s","seq":%d}'
                               % (content.encode("ascii"), prev.encode("ascii"), seq)).hexdigest()
     return hashlib.sha256(canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
