@@ -113,6 +113,17 @@ def test_link_spelled_out_is_the_canonical_form():
         assert r.link(seq, prev, "c" * 64) == want
 
 
+def test_chained_line_after_a_strange_prev():
+    """A last hash that is not a hex digest (a log tampered with before a restart) still gives a
+    JSON line whose hash verifies; the tampering itself is verify's to report."""
+    content = r.canonical({"type": "request", "hv": 2, "key": "k"})
+    for prev in ("ab" * 32, 'x"y', "é", "a\\b"):
+        h, line = r.chained_line(content, 5, prev)
+        rec = json.loads(line)
+        assert rec["prev"] == prev and rec["seq"] == 5 and rec["hash"] == h == r.digest(rec)
+        assert line.startswith(content[:-1]) and line.endswith(b"}\n")
+
+
 def test_time_and_nonces():
     assert r.utc(1767225600.0) == "2026-01-01T00:00:00.000Z"
     assert r.utc(1767225600.9996) == "2026-01-01T00:00:00.999Z"  # truncated to the millisecond
