@@ -53,8 +53,8 @@ def main() -> int:
         srv.start(Path(a.root))
         try:
             pid = srv.pids[0]
-            cmd = [client_python(), str(HERE / "s3load.py"), "--endpoint", srv.endpoint, "--access-key",
-                   srv.access, "--secret-key", srv.secret, "--size", size, "-c", conc,
+            cmd = [client_python(), str(HERE / "s3load.py"), "--endpoint", srv.endpoint, f"--access-key={srv.access}",
+                   f"--secret-key={srv.secret}", "--size", size, "-c", conc,
                    "-P", "2" if int(conc) >= 8 else "1", "-d", str(a.duration), "--ops", op,
                    "--body-pool-mib", "128", "--prefill-objects", "64" if "MiB" in size else "1000"]
             lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

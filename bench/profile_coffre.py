@@ -51,7 +51,7 @@ def profile(a: argparse.Namespace, root: Path) -> int:
             raw = results / f"profile-{size}-c{conc}-{op}{'-gil' if a.gil else ''}.txt"
             procs = "2" if int(conc) >= 8 else "1"
             cmd = [client_python(), str(HERE / "s3load.py"), "--endpoint", srv.endpoint,
-                   "--access-key", srv.access, "--secret-key", srv.secret, "--size", size, "-c", conc,
+                   f"--access-key={srv.access}", f"--secret-key={srv.secret}", "--size", size, "-c", conc,
                    "-P", procs, "-d", str(a.duration), "--ops", op, "--server-pid", str(srv.pids[0]),
                    "--body-pool-mib", "128", "--prefill-objects", "64" if "MiB" in size else "1000"]
             if op == "list":  # enough 1,000-key pages to fill the sampling window

@@ -251,7 +251,7 @@ def s3load(a: argparse.Namespace, srv: Server, sc: Scenario, rep: int, args: lis
     for p in srv.pids:
         cmd += ["--server-pid", str(p)]
     if not srv.plain:
-        cmd += ["--access-key", srv.access, "--secret-key", srv.secret]
+        cmd += [f"--access-key={srv.access}", f"--secret-key={srv.secret}"]  # a secret may start with "-"
     cmd += args
     l0, t0 = loadavg(), time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
