@@ -111,21 +111,6 @@ class RelayedTrail(AuditTrail):
         return (self._failure is None and self._remote_accepting and not self._queue.full()
                 and time.monotonic() - self._heard < _SILENCE)
 
-    async def seal(self, timeout: float = 10.0) -> bool:
-        """Have the primary write every record sent so far under a signed checkpoint (the
-        records queued here go first: the channel keeps their order)."""
-        if self._task is None or self._failure is not None:
-            return False
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait({"_seal": fut})
-        except asyncio.QueueFull:
-            return False
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            return False
-
     def send(self, message: dict[str, Any]) -> None:
         """Another message for the primary (``ready``), after whatever was sent before."""
         if not self._writer.is_closing():

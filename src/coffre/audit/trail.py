@@ -38,7 +38,6 @@ class AuditTrail:
         self.forwarder: Forwarder | None = Forwarder.from_settings(settings)
         # The tenant owning a bucket, for a refused request that never read it (resolve_owners).
         self.owner_of: Callable[[str], Awaitable[str | None]] | None = None
-        self._seals: list[asyncio.Future[None]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=settings.audit_queue_size)
         self._task: asyncio.Task[None] | None = None
         self._failure: str | None = None  # why the log cannot be written, while it cannot
@@ -96,16 +95,17 @@ class AuditTrail:
         """
         if self._task is None or self._failure is not None:
             return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The writer answers True once the checkpoint is written (a secondary's relay: once the
+        # primary says whether it was).
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait({"_seal": fut})
         except asyncio.QueueFull:
             return False
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             return False
-        return True
 
     def _refusal(self) -> str:
         return "refusing writes" if self.required else "records are dropped (audit_required is off)"
@@ -167,7 +167,7 @@ class AuditTrail:
                 await self._write([])  # the checkpoint that seals what was just written
                 for fut in seals:
                     if not fut.done():
-                        fut.set_result(None)
+                        fut.set_result(True)
             if self._closing and self._queue.empty():
                 return  # close() writes the closing checkpoint
             if not batch or loop.time() - last_tick >= self.checkpoint_seconds:

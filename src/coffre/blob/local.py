@@ -94,6 +94,23 @@ class LocalBlobStore(BlobStore):
         found = await self.small.span(blob_id, offset, length)
         return None if found is None else found[1]
 
+    async def _open(self, blob_id: str, offset: int, length: int | None) -> tuple[int, bytes | None]:
+        """Where a blob is: its span's bytes when a row holds it (fd -1), else an open descriptor
+        of its file (bytes None, the caller closes it). Looks first where the span's size says
+        the blob most likely is; raises BlobNotFound when it is in neither place."""
+        path = self._path(blob_id)  # refuses an id this server did not make, before any lookup
+        small_first = self._small_first(offset, length)
+        data = await self._small_span(blob_id, offset, length) if small_first else None
+        if data is not None:
+            return -1, data
+        try:
+            return os.open(path, os.O_RDONLY), None
+        except FileNotFoundError as e:
+            data = None if small_first else await self._small_span(blob_id, offset, length)
+            if data is None:
+                raise BlobNotFound(blob_id) from e
+            return -1, data
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
@@ -212,17 +229,7 @@ class LocalBlobStore(BlobStore):
 
     async def get(self, blob_id: str, offset: int = 0, length: int | None = None,
                   chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        path = self._path(blob_id)
-        small_first = self._small_first(offset, length)
-        data = await self._small_span(blob_id, offset, length) if small_first else None
-        if data is None:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError as e:
-                if not small_first:
-                    data = await self._small_span(blob_id, offset, length)
-                if data is None:
-                    raise BlobNotFound(blob_id) from e
+        fd, data = await self._open(blob_id, offset, length)
         if data is not None:
             for i in range(0, len(data), max(1, chunk_size)):
                 yield data[i:i + chunk_size]
@@ -275,17 +282,7 @@ class LocalBlobStore(BlobStore):
             async for out in super().get_mapped(blob_id, offset, length, chunk_size, fn):
                 yield out
             return
-        path = self._path(blob_id)
-        small_first = self._small_first(offset, length)
-        data = await self._small_span(blob_id, offset, length) if small_first else None
-        if data is None:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError as e:
-                if not small_first:
-                    data = await self._small_span(blob_id, offset, length)
-                if data is None:
-                    raise BlobNotFound(blob_id) from e
+        fd, data = await self._open(blob_id, offset, length)
         if data is not None:
             # The span was read whole in one statement: a delete meanwhile cannot cut it.
             async for out in _map_runs(data, offset, chunk_size, fn, self._pool):
