@@ -1896,6 +1896,14 @@ class SQLiteMetadataStore(MetadataStore):
                     if nxt is None:
                         return ListPage([], [], False, None)
                     cursor, inclusive = nxt, True
+            if not dlm:
+                # No delimiter: every row is an entry. One fetch of max_keys + 1 rows (the extra
+                # one only says whether the page is truncated) and one comprehension.
+                found = self._scan(c, bucket, cursor, inclusive, upper, max_keys + 1).fetchall()
+                more = len(found) > max_keys
+                entries = [ListEntry._make((r[0].decode("utf-8", "surrogatepass"), *r[1:]))
+                           for r in (found[:max_keys] if more else found)]
+                return ListPage(entries, [], more, entries[-1].key if more and entries else None)
             objects: list[ListEntry] = []
             prefixes: list[str] = []
             last: str | None = None

@@ -12,7 +12,7 @@ from coffre.meta.records import ListPage
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers import ownership
-from coffre.s3.xml import Doc, iso8601, url_value
+from coffre.s3.xml import Doc, iso8601_second, url_value
 
 
 @operation("CreateBucket")
@@ -83,17 +83,24 @@ def _max_keys(ctx: Ctx, name: str = "max-keys") -> int:
 
 def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
     # One pre-escaped string per entry, not a Doc.leaf call per field: this loop runs a
-    # thousand times per page and was most of a listing's CPU. One regex search over the
-    # whole page's text tells whether anything needs escaping at all; usually nothing does.
+    # thousand times per page and was most of a listing's CPU. One check over the whole
+    # page's text tells whether anything needs escaping at all; usually nothing does. The
+    # text is gathered column by column (zip and join run in C), not row by row.
     objs = page.objects
-    text = "".join([o.key + o.etag + o.storage_class + o.owner + (o.checksum_algorithm or "")
-                    + (o.checksum_type or "") for o in objs])
+    keys, _, etags, _, classes, owners, algorithms, ctypes = zip(*objs, strict=True) if objs else ((),) * 8
+    text = "".join(keys) + "".join(etags) + "".join(classes) + "".join(owners) \
+        + "".join(filter(None, algorithms)) + "".join(filter(None, ctypes))
     escaping = xml.needs_escape(text)
     esc = xml.esc
     rows: list[str] = []
     append = rows.append
+    second, head = -1, ""  # LastModified: the second's text is reused while rows share it
     # One f-string per entry from the row's unpacked fields; escaping only when the page needs it.
     for key, modified, etag, size, storage_class, owner_id, algorithm, ctype in objs:
+        ms = int(modified * 1000)
+        if ms // 1000 != second:
+            second = ms // 1000
+            head = iso8601_second(second)
         if url:
             key = url_value(key, True)
         if escaping:
@@ -102,7 +109,7 @@ def _contents(doc: Doc, page: ListPage, url: bool, owner: bool) -> None:
         checksum = (f"<ChecksumAlgorithm>{algorithm}</ChecksumAlgorithm><ChecksumType>{ctype}</ChecksumType>"
                     if algorithm and ctype else "")
         who = f"<Owner><ID>{owner_id}</ID><DisplayName></DisplayName></Owner>" if owner else ""
-        append(f"<Contents><Key>{key}</Key><LastModified>{iso8601(modified)}</LastModified><ETag>{etag}</ETag>"
+        append(f"<Contents><Key>{key}</Key><LastModified>{head}{ms % 1000:03d}Z</LastModified><ETag>{etag}</ETag>"
                f"<Size>{size}</Size>{checksum}<StorageClass>{storage_class}</StorageClass>{who}</Contents>")
     doc.raw("".join(rows))
     for p in page.common_prefixes:
