@@ -396,13 +396,13 @@ def test_group_commit_bounds_the_writes_and_keeps_every_record(tmp_path: Path):
         await trail.start()
         await asyncio.sleep(0.1)  # past the first interval: the log is idle
         calls: list[int] = []
-        append = trail.log.append
+        append = trail.log.append_prepared
 
-        def counted(events, lost=0):
-            calls.append(len(events))
-            return append(events, lost)
+        def counted(prepared, lost=0):
+            calls.append(len(prepared))
+            return append(prepared, lost)
 
-        trail.log.append = counted  # type: ignore[method-assign]
+        trail.log.append_prepared = counted  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(200):  # ~0.4 s of one request every 2 ms

@@ -82,7 +82,7 @@ def link(seq: object, prev: object, content: str) -> str:
     return hashlib.sha256(canonical({"content": content, "prev": prev, "seq": seq})).hexdigest()
 
 
-def chained_line(content: bytes, seq: int, prev: str) -> tuple[str, bytes]:
+def chained_line(content: bytes, seq: int, prev: str, digest: bytes | None = None) -> tuple[str, bytes]:
     """The ``hash`` and the line of a record whose content is ``content`` (its canonical form,
     without ``hash``, ``seq`` and ``prev``), placed at ``seq`` after ``prev``.
 
@@ -90,10 +90,12 @@ def chained_line(content: bytes, seq: int, prev: str) -> tuple[str, bytes]:
     one encoding per record: readers parse lines as JSON and recompute both digests from the
     parsed record (verify, exports), so the link fields' place on the line is free, and with
     them last the content digest is the SHA-256 of the bytes the line starts with.
+    ``digest``: that digest (hex, ASCII) when the caller computed it already (AuditLog.prepare).
     """
     if content[:1] != b"{" or content[-1:] != b"}" or len(content) <= 2:
         raise ValueError("a record's content is a non-empty JSON object")
-    digest = hashlib.sha256(content).hexdigest().encode("ascii")
+    if digest is None:
+        digest = hashlib.sha256(content).hexdigest().encode("ascii")
     if type(seq) is int and _plain(prev):  # always, but for a log whose last hash was tampered with
         p = prev.encode("ascii")
         h = hashlib.sha256(b'{"content":"%s","prev":"%s","seq":%d}' % (digest, p, seq)).hexdigest()

@@ -177,12 +177,15 @@ class AuditTrail:
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         """Write one batch, retrying until it is on disk (or the server stops)."""
+        # Encoding and hashing here, on the event loop's thread; only chaining, writing and the
+        # fsync go to the worker thread (AuditLog.prepare says why).
+        prepared = AuditLog.prepare(batch, self.log.clock()) if batch else []
         while True:
             dropped = self._dropped
             written: list[dict[str, Any]] = []
             try:
                 if batch or dropped:
-                    written = await asyncio.to_thread(self.log.append, batch, dropped)  # leaves batch as is
+                    written = await asyncio.to_thread(self.log.append_prepared, prepared, dropped)
                 else:
                     await asyncio.to_thread(self.log.tick)
             except Exception as e:  # noqa: BLE001 - disk full, I/O error, directory gone...
