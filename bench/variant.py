@@ -19,8 +19,9 @@ Parts:
   are tenancy, not metering.
 
 It patches coffre's internals by name and fails loudly when one is missing, so a rename in
-coffre cannot make it silently measure nothing. Benchmarks only: never run a server that
-serves anyone this way.
+coffre cannot make it silently measure nothing. It patches this process only: with
+``workers`` > 1 the secondary processes run unpatched, so measure with one worker. Benchmarks
+only: never run a server that serves anyone this way.
 """
 
 from __future__ import annotations
