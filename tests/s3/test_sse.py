@@ -404,10 +404,10 @@ def test_bucket_encryption_malformed(sse_server, bkt):
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    def put(body: bytes) -> requests.Response:
+    def put(body: bytes, extra: dict[str, str] | None = None) -> requests.Response:
         url = f"{sse_server.endpoint}/{bkt}?encryption"
         req = AWSRequest(method="PUT", url=url, data=body,
-                         headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+                         headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(extra or {})})
         SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
         return requests.put(url, data=body, headers=dict(req.headers), timeout=30)
 
@@ -418,6 +418,25 @@ def test_bucket_encryption_malformed(sse_server, bkt):
     r = put(b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>DES"
             b"</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>")
     assert r.status_code == 400 and b"<Code>InvalidArgument</Code>" in r.content
+    # A digest is optional, but one that was sent must match the body; nothing is set otherwise.
+    good = (b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>"
+            b"AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled>"
+            b"</Rule></ServerSideEncryptionConfiguration>")
+    md5 = lambda b: base64.b64encode(hashlib.md5(b).digest()).decode()  # noqa: E731, S324
+    s3 = make_client(sse_server.endpoint, (ACCESS_KEY, SECRET_KEY))
+
+    def bucket_key() -> bool:
+        rule = s3.get_bucket_encryption(Bucket=bkt)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        return bool(rule.get("BucketKeyEnabled"))
+
+    assert not bucket_key()
+    r = put(good, {"Content-MD5": md5(b"another body")})
+    assert r.status_code == 400 and b"<Code>BadDigest</Code>" in r.content
+    r = put(good, {"Content-MD5": "not base64!"})
+    assert r.status_code == 400 and b"<Code>InvalidDigest</Code>" in r.content
+    assert not bucket_key()  # nothing was set by the refused requests
+    assert put(good, {"Content-MD5": md5(good)}).status_code == 200
+    assert bucket_key()
 
 
 # -- transport --

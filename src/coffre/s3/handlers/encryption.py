@@ -16,6 +16,7 @@ from coffre.core.sse import CustomerKey, SseRequest
 from coffre.meta.records import ObjectRecord, SseRecord
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
+from coffre.s3.handlers.documents import read_verified
 from coffre.s3.xml import Doc
 
 _CONFIG = "ServerSideEncryptionConfiguration"
@@ -136,7 +137,8 @@ def _parse_config(body: bytes) -> tuple[str, str | None, bool]:
 
 @operation("PutBucketEncryption")
 async def put_bucket_encryption(ctx: Ctx) -> web.StreamResponse:
-    algorithm, key, bucket_key = _parse_config(await ctx.read_small(ctx.settings.max_xml_body))
+    # Content-MD5 or a flexible checksum is optional here, but checked when sent (BadDigest).
+    algorithm, key, bucket_key = _parse_config(await read_verified(ctx, missing=None))
     bucket = await ctx.coffre.buckets.authorize(ctx.p, ctx.b)
     await ctx.coffre.objects.sse.put_bucket_default(bucket, algorithm, key, bucket_key)
     return ctx.empty()
