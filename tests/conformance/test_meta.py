@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -61,6 +62,10 @@ async def test_ping_and_settings(meta: MetadataStore) -> None:
     await meta.set_setting("a", "1")
     await meta.set_setting("a", "2")
     assert await meta.get_setting("a") == "2"
+    # Insert-if-absent: the first value stays, whoever asks later (or at the same time) gets it.
+    assert await meta.add_setting("a", "3") == "2"
+    got = await asyncio.gather(*(meta.add_setting("first", str(i)) for i in range(20)))
+    assert len(set(got)) == 1 and await meta.get_setting("first") == got[0]
 
 
 # -- tenants and access keys --

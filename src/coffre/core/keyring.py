@@ -242,10 +242,9 @@ class Keyring:
         context = b"deployment|" + name.encode()
         stored = await self.meta.get_setting(setting)
         if stored is None:
-            await self.meta.set_setting(setting, base64.b64encode(self.provider.wrap(new_key(), context)).decode())
-            # Read back: when two processes raced, both use whichever write landed last.
-            stored = await self.meta.get_setting(setting)
-            assert stored is not None
+            # Insert-if-absent: processes (workers, gateways) racing here all keep the first one.
+            stored = await self.meta.add_setting(
+                setting, base64.b64encode(self.provider.wrap(new_key(), context)).decode())
         secret = self.provider.unwrap(base64.b64decode(stored), context)
         self._secrets[name] = secret
         return secret

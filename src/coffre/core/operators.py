@@ -213,10 +213,8 @@ class OperatorService:
             stored = await self.meta.get_setting(_SESSION_KEY_SETTING)
             if stored is None:
                 wrapped = self.keyring.provider.wrap(new_key(), b"admin-session")
-                await self.meta.set_setting(_SESSION_KEY_SETTING, base64.b64encode(wrapped).decode())
-                # Read back: when two gateways start at once, both use whichever was stored last.
-                stored = await self.meta.get_setting(_SESSION_KEY_SETTING)
-                assert stored is not None
+                # Insert-if-absent: gateways starting at once all keep the first one stored.
+                stored = await self.meta.add_setting(_SESSION_KEY_SETTING, base64.b64encode(wrapped).decode())
             self._session_key = self.keyring.provider.unwrap(base64.b64decode(stored), b"admin-session")
         return self._session_key
 

@@ -54,6 +54,13 @@ class MetadataStore(ABC):
     @abstractmethod
     async def set_setting(self, name: str, value: str) -> None: ...
 
+    @abstractmethod
+    async def add_setting(self, name: str, value: str) -> str:
+        """Store ``value`` under ``name`` unless a value is there already; return the stored one.
+
+        For values made on first use (deployment secrets, the admin session key): processes or
+        gateways that race to create one all end up using the same, whichever was stored first."""
+
     # -- key versions and re-wrapping (issue #4) --
     @abstractmethod
     async def list_key_versions(self, owner: str | None = None) -> list[KeyVersionRecord]:

@@ -918,6 +918,13 @@ class SQLiteMetadataStore(MetadataStore):
     async def set_setting(self, name: str, value: str) -> None:
         await self._write(lambda c: c.execute("INSERT OR REPLACE INTO settings VALUES(?, ?)", (name, value)))
 
+    async def add_setting(self, name: str, value: str) -> str:
+        def tx(c: sqlite3.Connection) -> str:
+            c.execute("INSERT OR IGNORE INTO settings VALUES(?, ?)", (name, value))
+            return str(c.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()[0])
+
+        return await self._write(tx)
+
     # -- tenants and keys --
     async def create_tenant(self, tenant: TenantRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
