@@ -128,12 +128,7 @@ class RelayedTrail(AuditTrail):
 
     async def close(self) -> None:
         """Send what is queued, then ``bye``; the primary writes it all before closing its log."""
-        self._closing = True
-        if self._task is not None:
-            if not self._queue.full():
-                self._queue.put_nowait({"_wake": True})
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._drain()
         with contextlib.suppress(ConnectionError, OSError):
             self.send({"t": "bye"})
             await self._writer.drain()

@@ -121,16 +121,20 @@ class AuditTrail:
             self.forwarder.start()
 
     async def close(self) -> None:
+        await self._drain()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.log.close)
+        if self.forwarder is not None:
+            await self.forwarder.close()
+
+    async def _drain(self) -> None:
+        """Stop taking records and let the writer task finish what is queued."""
         self._closing = True
         if self._task is not None:
             if not self._queue.full():
                 self._queue.put_nowait({"_wake": True})
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.log.close)
-        if self.forwarder is not None:
-            await self.forwarder.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
