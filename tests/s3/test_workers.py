@@ -25,6 +25,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_client
+from tests.s3.test_audit import audit_records
 from tests.s3.test_tenant_audit import lines_of, requests_in, signed
 from tests.server import ACCESS_KEY, SECRET_KEY, Server
 
@@ -89,18 +90,6 @@ def on_each(srv: Server, request: Callable[[], requests.Response], ids: set[str]
         if ids <= set(got):
             return got
     raise AssertionError(f"not every process answered: {sorted(got)} of {sorted(ids)}")
-
-
-def audit_records(data_dir: str) -> list[dict]:
-    d = Path(data_dir) / "audit"
-    out = []
-    for name in sorted(p for p in os.listdir(d) if p.endswith(".jsonl")):
-        for line in (d / name).read_bytes().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:  # the line being written right now
-                pass
-    return out
 
 
 def verify(data_dir: str) -> subprocess.CompletedProcess:
