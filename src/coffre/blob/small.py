@@ -160,18 +160,17 @@ class SmallBlobDB:
 
     def _inline(self) -> sqlite3.Connection:
         """The calling thread's read connection that never waits for a lock."""
-        conn: sqlite3.Connection | None = getattr(self._local, "inline", None)
-        if conn is None:
-            conn = self._connect(0)
-            self._local.inline = conn
-        return conn
+        return self._thread_conn("inline", 0)
 
     def _waiting(self) -> sqlite3.Connection:
         """A worker thread's read connection, which may wait (WAL recovery)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "waiting", None)
+        return self._thread_conn("waiting", 30000)
+
+    def _thread_conn(self, name: str, busy_ms: int) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, name, None)
         if conn is None:
-            conn = self._connect(30000)
-            self._local.waiting = conn
+            conn = self._connect(busy_ms)
+            setattr(self._local, name, conn)
         return conn
 
     async def _point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
