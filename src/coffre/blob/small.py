@@ -34,12 +34,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TypeVar
 
 from coffre.blob.base import Buffer, Piece
+from coffre.groupcommit import GroupCommit, Job, Outcome
 
 T = TypeVar("T")
 
@@ -67,43 +67,29 @@ class TooLarge(Exception):
         self.data = data
 
 
-class _Job:
-    """One queued put (``pieces`` set) or delete, and the future its caller awaits."""
+class _Job(Job):
+    """One queued put (``pieces`` set) or delete."""
 
-    __slots__ = ("blob_id", "cancelled", "data", "future", "loop", "max_size", "on_orphan", "pieces")
+    __slots__ = ("blob_id", "cancelled", "data", "max_size", "on_orphan", "pieces")
 
     def __init__(self, blob_id: str, pieces: Sequence[Piece] | None, max_size: int,
                  loop: asyncio.AbstractEventLoop, on_orphan: Callable[[str], None] | None) -> None:
+        super().__init__(loop)
         self.blob_id = blob_id
         self.pieces = pieces
         self.max_size = max_size
         self.data: bytes | None = None  # the put's bytes, once made (kept if a batch is retried)
-        self.loop = loop
-        self.future: asyncio.Future[int] = loop.create_future()
         # Set (on the loop) when the caller went away: the writer then skips the job. Read
         # without a lock: if the writer misses it, the row is committed and on_orphan
         # removes it once the outcome reaches the loop.
         self.cancelled = False
         self.on_orphan = on_orphan
 
-    def done(self, result: int, error: BaseException | None) -> None:
-        """Writer thread: answer the caller on its loop (which may be closed if it went away)."""
-        try:
-            self.loop.call_soon_threadsafe(self._set, result, error)
-        except RuntimeError:
-            pass
-
-    def _set(self, result: int, error: BaseException | None) -> None:
-        if self.future.done():  # the caller was cancelled
-            if error is None and self.pieces is not None and self.on_orphan is not None:
-                # Its row was committed all the same: a put that does not return leaves
-                # nothing behind (if this delete is lost, the collector finds the orphan).
-                self.on_orphan(self.blob_id)
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(result)
+    def abandoned(self, error: BaseException | None) -> None:
+        if error is None and self.pieces is not None and self.on_orphan is not None:
+            # Its row was committed all the same: a put that does not return leaves
+            # nothing behind (if this delete is lost, the collector finds the orphan).
+            self.on_orphan(self.blob_id)
 
 
 class SmallBlobDB:
@@ -116,11 +102,9 @@ class SmallBlobDB:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        # Jobs queued while the writer is busy, and whether a drain is already scheduled on
-        # the writer thread (both guarded by _queue_lock).
-        self._queue: deque[_Job] = deque()
-        self._draining = False
-        self._queue_lock = threading.Lock()
+        self._commits: GroupCommit[_Job] = GroupCommit(
+            self._writer_pool, lambda: self._writer, self._run_batch, max_batch=_MAX_BATCH, failed=0,
+            what="small blob store", prepare=self._sync_mode, committed=self._count_commit)
         self._background: set[asyncio.Task[None]] = set()
         self.commits = 0  # COMMITs of put/delete batches (tests see group commit through it)
         self.closed = False
@@ -240,40 +224,14 @@ class SmallBlobDB:
         task.add_done_callback(_forget(self._background))
 
     async def _submit(self, blob_id: str, pieces: Sequence[Piece] | None, max_size: int) -> int:
-        loop = asyncio.get_running_loop()
-        job = _Job(blob_id, pieces, max_size, loop, self._delete_orphan if pieces is not None else None)
-        with self._queue_lock:
-            self._queue.append(job)
-            schedule = not self._draining
-            self._draining = True
-        if schedule:
-            try:
-                self._writer_pool.submit(self._drain)
-            except BaseException as exc:  # closed: nobody will run the queue
-                with self._queue_lock:
-                    stranded = list(self._queue)
-                    self._queue.clear()
-                    self._draining = False
-                for j in stranded:
-                    if j is not job:
-                        j.done(0, exc)
-                raise
+        job = _Job(blob_id, pieces, max_size, asyncio.get_running_loop(),
+                   self._delete_orphan if pieces is not None else None)
         try:
-            return await job.future
+            size: int = await self._commits.submit(job)
         except asyncio.CancelledError:
             job.cancelled = True
             raise
-
-    def _drain(self) -> None:
-        """Writer thread: commit batches until the queue is empty."""
-        while True:
-            with self._queue_lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                n = min(len(self._queue), _MAX_BATCH)
-                batch = [self._queue.popleft() for _ in range(n)]
-            self._commit_batch(batch)
+        return size
 
     @staticmethod
     def _make(job: _Job) -> bytes:
@@ -293,64 +251,52 @@ class SmallBlobDB:
                 raise TooLarge(joined)
         return job.data
 
-    def _commit_batch(self, batch: list[_Job]) -> None:
-        conn = self._writer
-        if conn is None:
-            for j in batch:
-                j.done(0, RuntimeError("small blob store not opened"))
-            return
-        outcomes: list[tuple[int, BaseException | None]] = []
-        try:
-            # A batch of deletes only commits without its own fsync: a delete lost in a crash
-            # leaves an orphan the collector removes again, and the next batch with a put,
-            # whose fsync covers the whole WAL written before it, makes the deletes durable.
-            sync = "NORMAL" if all(j.pieces is None for j in batch) else "FULL"
-            if sync != self._writer_sync:
-                conn.execute(f"PRAGMA synchronous={sync}")
-                self._writer_sync = sync
-            conn.execute("BEGIN IMMEDIATE")
-            now = time.time()
-            for j in batch:
-                if j.cancelled:
-                    outcomes.append((0, asyncio.CancelledError()))
-                    continue
-                if j.pieces is None:
-                    conn.execute("DELETE FROM blobs WHERE id=?", (j.blob_id,))
-                    outcomes.append((0, None))
-                    continue
-                try:
-                    data = self._make(j)
-                except BaseException as exc:  # noqa: BLE001 - a piece failed: its put alone fails
-                    outcomes.append((0, exc))
-                    continue
-                # One statement per row: one that fails is undone alone (SQLite rolls back
-                # the statement, not the transaction) and fails its own put.
-                try:
-                    conn.execute("INSERT OR REPLACE INTO blobs(id, data, mtime) VALUES(?, ?, ?)",
-                                 (j.blob_id, data, now))
-                except sqlite3.IntegrityError as exc:
-                    outcomes.append((0, exc))
-                    continue
-                outcomes.append((len(data), None))
-            conn.execute("COMMIT")
-            self.commits += 1
-        except BaseException as exc:  # noqa: BLE001 - the batch as a whole did not commit
-            # BEGIN, an INSERT failing for the whole transaction (disk full) or the COMMIT
-            # itself: nothing of the batch is durable. Undo it, then run each job alone so
-            # that one cannot fail the others (their bytes are kept: pieces run once).
+    def _sync_mode(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Writer thread, before BEGIN: a batch of deletes only commits without its own fsync.
+
+        A delete lost in a crash leaves an orphan the collector removes again, and the next
+        batch with a put, whose fsync covers the whole WAL written before it, makes the
+        deletes durable."""
+        sync = "NORMAL" if all(j.pieces is None for j in batch) else "FULL"
+        if sync != self._writer_sync:
+            conn.execute(f"PRAGMA synchronous={sync}")
+            self._writer_sync = sync
+
+    def _count_commit(self) -> None:
+        self.commits += 1
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+        """Writer thread, inside the batch's transaction: a row inserted or deleted per job.
+
+        A piece that fails (its hashing or encryption raised) or a row refused fails its own
+        put only; anything else fails the batch, whose jobs are then run one by one (their
+        bytes are kept: pieces run once)."""
+        outcomes: list[Outcome] = []
+        now = time.time()
+        for j in batch:
+            if j.cancelled:
+                outcomes.append((0, asyncio.CancelledError()))
+                continue
+            if j.pieces is None:
+                conn.execute("DELETE FROM blobs WHERE id=?", (j.blob_id,))
+                outcomes.append((0, None))
+                continue
             try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if len(batch) == 1:
-                batch[0].done(0, exc)
-                return
-            for j in batch:
-                self._commit_batch([j])
-            return
-        for j, (result, error) in zip(batch, outcomes, strict=True):
-            j.done(result, error)
+                data = SmallBlobDB._make(j)
+            except BaseException as exc:  # noqa: BLE001 - a piece failed: its put alone fails
+                outcomes.append((0, exc))
+                continue
+            # One statement per row: one that fails is undone alone (SQLite rolls back
+            # the statement, not the transaction) and fails its own put.
+            try:
+                conn.execute("INSERT OR REPLACE INTO blobs(id, data, mtime) VALUES(?, ?, ?)",
+                             (j.blob_id, data, now))
+            except sqlite3.IntegrityError as exc:
+                outcomes.append((0, exc))
+                continue
+            outcomes.append((len(data), None))
+        return outcomes
 
 
 def _forget(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:

@@ -23,11 +23,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from coffre.groupcommit import GroupCommit, Job, Outcome
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import (
     AlreadyExists,
@@ -552,31 +552,14 @@ _MAX_BATCH = 64
 _INLINE_PARTS = 64
 
 
-class _Pending(Generic[T]):
-    """One queued write transaction and the future its caller awaits (on its own loop)."""
+class _Pending(Job):
+    """One queued write transaction (``fn``) and the future its caller awaits."""
 
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop,
-                 future: asyncio.Future[T]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self.fn = fn
-        self.loop = loop
-        self.future = future
-
-    def done(self, result: Any, error: BaseException | None) -> None:
-        """Writer thread: answer the caller (its loop may be closed if it went away)."""
-        try:
-            self.loop.call_soon_threadsafe(self._set, result, error)
-        except RuntimeError:
-            pass
-
-    def _set(self, result: Any, error: BaseException | None) -> None:
-        if self.future.done():  # the caller was cancelled
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(result)
 
 
 class SQLiteMetadataStore(MetadataStore):
@@ -587,11 +570,8 @@ class SQLiteMetadataStore(MetadataStore):
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
-        # Group commit: transactions queued while the writer is busy, and whether a drain
-        # job is already scheduled on the writer thread (both guarded by _queue_lock).
-        self._queue: deque[_Pending[Any]] = deque()
-        self._draining = False
-        self._queue_lock = threading.Lock()
+        self._commits: GroupCommit[_Pending] = GroupCommit(
+            self._writer_pool, lambda: self._writer, self._run_batch, max_batch=_MAX_BATCH)
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
@@ -659,75 +639,26 @@ class SQLiteMetadataStore(MetadataStore):
         returned, so nothing is acknowledged before it is on disk (``synchronous=FULL``).
         Under one caller at a time this is exactly one transaction per commit.
         """
-        loop = asyncio.get_running_loop()
-        pending: _Pending[T] = _Pending(fn, loop, loop.create_future())
-        with self._queue_lock:
-            self._queue.append(pending)
-            schedule = not self._draining
-            self._draining = True
-        if schedule:
-            try:
-                self._writer_pool.submit(self._drain)
-            except BaseException as exc:  # the store is closed: nobody will run the queue
-                with self._queue_lock:
-                    stranded = list(self._queue)
-                    self._queue.clear()
-                    self._draining = False
-                for p in stranded:
-                    if p is not pending:
-                        p.done(None, exc)
-                raise
-        return await pending.future
+        result: T = await self._commits.submit(_Pending(fn, asyncio.get_running_loop()))
+        return result
 
-    def _drain(self) -> None:
-        """Writer thread: commit batches until the queue is empty."""
-        while True:
-            with self._queue_lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                n = min(len(self._queue), _MAX_BATCH)
-                batch = [self._queue.popleft() for _ in range(n)]
-            self._commit_batch(batch)
-
-    def _commit_batch(self, batch: list[_Pending[Any]]) -> None:
-        conn = self._writer
-        if conn is None:
-            for p in batch:
-                p.done(None, RuntimeError("store not opened"))
-            return
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for p in batch:
-                conn.execute("SAVEPOINT tx")
-                try:
-                    result = p.fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - handed to its own caller
-                    conn.execute("ROLLBACK TO tx")
-                    conn.execute("RELEASE tx")
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE tx")
-                    outcomes.append((result, None))
-            conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - the batch as a whole did not commit
-            # BEGIN, a savepoint statement or the COMMIT itself failed (I/O error, disk
-            # full...): nothing of this batch is durable. Undo it, then run each
-            # transaction alone so that one cannot fail the others.
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[_Pending]) -> list[Outcome]:
+        """Writer thread, inside the batch's transaction: each under its own SAVEPOINT, so a
+        failure rolls back that one alone and is raised to its own caller."""
+        outcomes: list[Outcome] = []
+        for p in batch:
+            conn.execute("SAVEPOINT tx")
             try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if len(batch) == 1:
-                batch[0].done(None, exc)
-                return
-            for p in batch:
-                self._commit_batch([p])
-            return
-        for p, (result, error) in zip(batch, outcomes, strict=True):
-            p.done(result, error)
+                result = p.fn(conn)
+            except BaseException as exc:  # noqa: BLE001 - handed to its own caller
+                conn.execute("ROLLBACK TO tx")
+                conn.execute("RELEASE tx")
+                outcomes.append((None, exc))
+            else:
+                conn.execute("RELEASE tx")
+                outcomes.append((result, None))
+        return outcomes
 
     async def open(self) -> None:
         def init() -> None:
