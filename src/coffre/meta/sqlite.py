@@ -455,14 +455,20 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return bytes(p)
 
 
+def _jmap(text: str) -> dict[str, str]:
+    """A stored JSON object; most objects have no headers, metadata or tags, and "{}" is
+    the one text read on every GET and HEAD: a fresh empty dict without the JSON decoder."""
+    return {} if text == "{}" else json.loads(text)
+
+
 def _obj(row: sqlite3.Row | tuple[Any, ...], parts: tuple[ObjectPartRecord, ...] = ()) -> ObjectRecord:
     return ObjectRecord(
         bucket=row[1], key=_ks(row[2]), version_id=row[3], is_latest=bool(row[4]),
         is_delete_marker=bool(row[5]), size=row[6], etag=row[7], last_modified=row[8],
-        tenant_id=row[9], owner=row[10], content_type=row[11], headers=json.loads(row[12]),
-        user_meta=json.loads(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
+        tenant_id=row[9], owner=row[10], content_type=row[11], headers=_jmap(row[12]),
+        user_meta=_jmap(row[13]), checksum_algorithm=row[14], checksum_value=row[15],
         checksum_type=row[16], blob_id=row[17], dek=row[18], parts_count=row[19],
-        storage_class=row[20], tags=json.loads(row[21]), acl=row[22], parts=parts,
+        storage_class=row[20], tags=_jmap(row[21]), acl=row[22], parts=parts,
         lock_mode=row[23], lock_until=row[24], legal_hold=None if row[25] is None else bool(row[25]),
         sse=_sse(row, _OBJ_SSE),
     )

@@ -8,9 +8,8 @@ from coffre.core.errors import CoffreError, InvalidArgument, InvalidRequest
 from coffre.meta.records import NULL_VERSION, ObjectRecord
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers import encryption
-from coffre.s3.handlers.objects import http_date
 from coffre.s3.handlers.versioning import delete_marker_headers
-from coffre.s3.xml import Doc
+from coffre.s3.xml import Doc, http_date
 
 ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
 MAX_PARTS = 1000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from email.utils import formatdate
 
 from aiohttp import web
 
@@ -27,7 +26,7 @@ from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers import encryption
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
-from coffre.s3.xml import iso8601
+from coffre.s3.xml import http_date, iso8601
 
 log = logging.getLogger("coffre.s3")
 
@@ -39,10 +38,6 @@ _RESPONSE_OVERRIDES = {
     "response-expires": "Expires", "response-cache-control": "Cache-Control",
     "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
 }
-
-
-def http_date(ts: float) -> str:
-    return formatdate(int(ts), usegmt=True)
 
 
 def _utf8(name: str, value: str) -> str:

@@ -3,8 +3,6 @@ response headers every object operation shares about versions and delete markers
 
 from __future__ import annotations
 
-from email.utils import formatdate
-
 from aiohttp import web
 
 from coffre.core.errors import CoffreError, InvalidArgument, MalformedXML
@@ -12,7 +10,7 @@ from coffre.core.objects import Deleted
 from coffre.meta.records import ObjectRecord
 from coffre.s3 import xml
 from coffre.s3.context import Ctx, operation
-from coffre.s3.xml import Doc, iso8601, url_value
+from coffre.s3.xml import Doc, http_date, iso8601, url_value
 
 
 def delete_marker_headers(ctx: Ctx, exc: CoffreError) -> None:
@@ -26,7 +24,7 @@ def delete_marker_headers(ctx: Ctx, exc: CoffreError) -> None:
         ctx.response_headers["x-amz-version-id"] = version
     when = exc.fields.get("last_modified")
     if isinstance(when, float):
-        ctx.response_headers["Last-Modified"] = formatdate(int(when), usegmt=True)
+        ctx.response_headers["Last-Modified"] = http_date(when)
     if exc.code == "MethodNotAllowed":
         exc.fields.setdefault("method", ctx.request.method)
 
