@@ -116,7 +116,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                            audit.accepting_writes if settings.audit_required else None)
     # Crypto-erasure of deleted tenants past their grace period: each step audited (api "keys");
     # paused while the audit log refuses writes (no key is destroyed unrecorded).
-    coffre.start_erasure(_erasure_audit(audit.record),
+    coffre.start_erasure(_erasure_audit(audit.record_fields),
                          audit.accepting_writes if settings.audit_required else None)
     # Key rotation steps (rotated, re-wrapped, retired) in the audit trail too (api "keys").
     coffre.keys.set_listener(_key_audit(audit.record))
@@ -169,15 +169,22 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await coffre.close()
 
 
-def _erasure_audit(record: Callable[[AuditEvent], None]) -> Callable[[ErasureEvent], None]:
+def _erasure_audit(record_fields: Callable[[dict[str, Any]], None]) -> Callable[[ErasureEvent], None]:
     """Each step of a tenant's crypto-erasure as an audit record: by the operator who asked
-    (scheduled, cancelled) or by the worker ("erasure": postponed, destroyed)."""
+    (scheduled, cancelled) or by the worker ("erasure": postponed, destroyed, reclaimed). The
+    reclaim's record also says what it removed (``reclaimed``: counts, never a name)."""
     def on_step(event: ErasureEvent) -> None:
-        record(AuditEvent(
+        item = AuditEvent(
             time=event.at, request_id=uuid.uuid4().hex[:16].upper(), principal=event.operator or "erasure",
             tenant=event.tenant_id, access_key=None, operation=event.operation, bucket=None, key=None,
             version_id=None, status=200, error_code=None, bytes_in=0, bytes_out=0, source_ip=None,
-            user_agent=None, duration_ms=0, api="keys", operator_action=event.operator is not None))
+            user_agent=None, duration_ms=0, api="keys", operator_action=event.operator is not None).fields()
+        item["time"] = event.at
+        if event.reclaimed is not None:
+            r = event.reclaimed
+            item["reclaimed"] = {"versions": r.versions, "uploads": r.uploads, "buckets": r.buckets,
+                                 "bytes": r.bytes, "blobs": r.blobs}
+        record_fields(item)
 
     return on_step
 

@@ -110,6 +110,9 @@ class Settings:
     tenant_delete_grace_seconds: float = 0.0
     # How often the crypto-erasure worker looks for deleted tenants past their grace (docs/keys.md).
     erasure_interval_seconds: float = 300.0
+    # Then it reclaims erased tenants' space: at most this many rows (object versions, multipart
+    # uploads and their parts, buckets) removed per metadata transaction (docs/keys.md).
+    erasure_reclaim_batch: int = 500
     # A tenant key opened by the tenant's own key service (hold your own key) is kept in memory this
     # long at most: a key disabled at the service stops that tenant's reads and writes within it.
     external_key_cache_seconds: float = 60.0

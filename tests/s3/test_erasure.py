@@ -11,6 +11,12 @@ cleanly, other tenants are unaffected, each step is in the audit trail. Also: a 
 cancelled before its date, a restart before the date (the worker erases after it), and Object
 Lock holding the erasure back until the last retain-until date.
 
+Then the reclaim of the erased tenant's space: its versions, uploads and buckets leave the
+metadata, its blobs (files and small-blob rows) leave the disk through the garbage collector, its
+bucket names are free, its usage is zero and its metering stops, the audit trail counts what went,
+other tenants keep everything; and a reclaim cut short by a crash (tiny batches, SIGKILL mid-way)
+leaks and loses nothing and finishes after the restart.
+
 Grace periods are seconds here (tenant_delete_grace_seconds).
 """
 
@@ -34,6 +40,7 @@ from coffre.crypto.keys import FileKeyProvider, KeyError_, unwrap_with
 from coffre.crypto.segments import SegmentDecryptor
 from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
+from tests.s3.test_audit import audit_records
 from tests.server import Server
 from tests.tenants import admin_client, create_tenant
 
@@ -249,9 +256,9 @@ def test_erasure_leaves_nothing_anyone_can_decrypt(srv: Server, tmp_path_factory
             conn.close()
         candidates = root_keys(srv.data_dir) + list(tenant_keys(srv.data_dir, other_tid).values())
         assert len(candidates) >= 2
-        pieces_after = blobs_of(srv.data_dir, tid)
-        assert pieces_after  # the ciphertext is still there...
-        for blob_id, wrapped, _size in pieces_after:  # ...and no key opens any of it
+        # The wrapped data keys as read before the erasure (its rows go with the reclaim that
+        # follows it; someone may hold an older copy of them): no key the deployment holds opens any.
+        for blob_id, wrapped, _size in pieces:
             assert open_with_any(srv.data_dir, blob_id, wrapped, candidates) is None
         # The tenant key itself is nowhere on disk, in clear or wrapped under any root key version.
         files = all_files(srv.data_dir)
@@ -348,3 +355,233 @@ def test_object_lock_holds_the_erasure_back_until_the_last_lock_date(tmp_path_fa
     held_tid = tenant_id(server.data_dir, held_name)
     postponed = [r for r in records if r.get("tenant") == held_tid and r.get("operation") == "TenantErasurePostponed"]
     assert len(postponed) == 1  # reported once, not at every pass (the second deletion had nothing to wait for)
+
+
+# -- reclaiming the erased tenant's space --
+
+T0 = 1793491200  # 2026-11-01T00:00:00Z: metering's clock (a file the server reads)
+H = 3600
+
+
+def start_reclaiming(tmp_path_factory: pytest.TempPathFactory, name: str, batch: int,
+                     clock: str | None = None) -> Server:
+    env = {"COFFRE_TENANT_DELETE_GRACE_SECONDS": "1", "COFFRE_ERASURE_INTERVAL_SECONDS": "0.3",
+           "COFFRE_ERASURE_RECLAIM_BATCH": str(batch), "COFFRE_GC_INTERVAL_SECONDS": "1",
+           "COFFRE_GC_RELEASE_DELAY_SECONDS": "0", "COFFRE_MIN_PART_SIZE": str(1 << 20)}
+    if clock is not None:
+        env["COFFRE_METERING_CLOCK_FILE"] = clock
+    return Server(str(tmp_path_factory.mktemp(name) / "data"), env=env).start()
+
+
+def set_clock(path: str, t: int) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(str(t))
+    os.replace(path + ".tmp", path)
+
+
+def stored_blobs(data_dir: str, tid: str) -> set[str]:
+    """Every blob id the metadata of a tenant's buckets refers to: versions, parts of multipart
+    objects, parts of uploads in progress."""
+    conn = db(data_dir)
+    try:
+        q = ("SELECT o.blob_id FROM objects o JOIN buckets b ON b.name=o.bucket WHERE b.tenant_id=? "
+             "AND o.blob_id IS NOT NULL UNION SELECT p.blob_id FROM object_parts p JOIN objects o ON o.id=p.object_id "
+             "JOIN buckets b ON b.name=o.bucket WHERE b.tenant_id=? UNION SELECT p.blob_id FROM parts p "
+             "JOIN uploads u ON u.upload_id=p.upload_id JOIN buckets b ON b.name=u.bucket WHERE b.tenant_id=?")
+        return {r[0] for r in conn.execute(q, (tid, tid, tid))}
+    finally:
+        conn.close()
+
+
+def rows_of(data_dir: str, tid: str, buckets: list[str]) -> dict[str, int]:
+    """How many rows of each table still belong to the tenant or its buckets (raw SQLite)."""
+    conn = db(data_dir)
+    marks = ",".join("?" * len(buckets))
+    try:
+        out = {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE bucket IN ({marks})", buckets).fetchone()[0]
+               for t in ("objects", "uploads", "bucket_configs", "bucket_usage", "lifecycle_state")}
+        out["buckets"] = conn.execute(f"SELECT COUNT(*) FROM buckets WHERE name IN ({marks}) OR tenant_id=?",
+                                      (*buckets, tid)).fetchone()[0]
+        out["objects_by_tenant"] = conn.execute("SELECT COUNT(*) FROM objects WHERE tenant_id=?", (tid,)).fetchone()[0]
+        out["uploads_by_tenant"] = conn.execute("SELECT COUNT(*) FROM uploads WHERE tenant_id=?", (tid,)).fetchone()[0]
+        out["object_parts"] = conn.execute("SELECT COUNT(*) FROM object_parts WHERE object_id NOT IN "
+                                           "(SELECT id FROM objects)").fetchone()[0]  # orphans
+        out["parts"] = conn.execute("SELECT COUNT(*) FROM parts WHERE upload_id NOT IN "
+                                    "(SELECT upload_id FROM uploads)").fetchone()[0]  # orphans
+        out["tenant_usage"] = conn.execute("SELECT COUNT(*) FROM tenant_usage WHERE tenant_id=?", (tid,)).fetchone()[0]
+        out["quotas"] = conn.execute(f"SELECT COUNT(*) FROM quotas WHERE scope='bucket' AND target IN ({marks})",
+                                     buckets).fetchone()[0]
+        return out
+    finally:
+        conn.close()
+
+
+def garbage(data_dir: str) -> set[str]:
+    conn = db(data_dir)
+    try:
+        return {r[0] for r in conn.execute("SELECT blob_id FROM garbage")}
+    finally:
+        conn.close()
+
+
+def wait_until(cond, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return bool(cond())
+
+
+def test_reclaim_frees_the_space_the_names_and_the_meter(tmp_path_factory) -> None:
+    clock = str(tmp_path_factory.mktemp("reclaim-clock") / "clock")
+    set_clock(clock, T0)
+    server = start_reclaiming(tmp_path_factory, "reclaim", batch=4, clock=clock)
+    try:
+        name, s3 = new_tenant(server)
+        other_name, other = new_tenant(server)
+        _, third = new_tenant(server)
+        # Every kind of row: versions (small ones are rows of small.db, larger ones files), a
+        # multipart object, a copy, a delete marker; a second bucket with configuration and an
+        # upload in progress; Object Lock retention long expired is no obstacle.
+        fill(s3, name)
+        s3.delete_object(Bucket=name, Key="segments")
+        second = name + "-two"
+        s3.create_bucket(Bucket=second)
+        s3.put_bucket_cors(Bucket=second, CORSConfiguration={"CORSRules": [
+            {"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
+        s3.put_bucket_tagging(Bucket=second, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+        for i in range(6):
+            s3.put_object(Bucket=second, Key=f"tiny/{i}", Body=secrets.token_bytes(10 + i))
+        up = s3.create_multipart_upload(Bucket=second, Key="pending")["UploadId"]
+        s3.upload_part(Bucket=second, Key="pending", UploadId=up, PartNumber=1, Body=secrets.token_bytes(1 << 20))
+        other_bodies = fill(other, other_name)
+        tid, other_tid = tenant_id(server.data_dir, name), tenant_id(server.data_dir, other_name)
+        doomed = stored_blobs(server.data_dir, tid)
+        kept = stored_blobs(server.data_dir, other_tid)
+        assert len(doomed) >= 12 and all(on_disk.exists(server.data_dir, b) for b in doomed)
+        assert {b for b in doomed if on_disk.is_row(server.data_dir, b)}, "no small blob among them"
+        assert {b for b in doomed if not on_disk.is_row(server.data_dir, b)}, "no blob file among them"
+        conn = db(server.data_dir)
+        try:
+            versions = conn.execute("SELECT COUNT(*) FROM objects WHERE tenant_id=?", (tid,)).fetchone()[0]
+        finally:
+            conn.close()
+        admin = admin_client(server)
+        stored = admin.call("GET", f"/tenants/{name}")["usage"]
+        assert stored["buckets"] == 2 and stored["bytes"] > 5 << 20
+
+        set_clock(clock, T0 + H)  # held for one hour (on metering's clock), then deleted
+        admin.call("DELETE", f"/tenants/{name}")
+        assert wait_status(server, name, "erased", 30)["status"] == "erased"
+        assert wait_until(lambda: status(server, name)["reclaimed_at"] is not None, 30)
+        doc = admin.call("GET", f"/tenants/{name}")
+        assert doc["status"] == "erased" and doc["reclaimed_at"] >= doc["erased_at"]
+        assert doc["usage"] == {"bytes": 0, "objects": 0, "buckets": 0} and doc["buckets"] == []
+
+        # The collector deletes every blob: files and small-blob rows alike, and their queue entries.
+        assert wait_until(lambda: not any(on_disk.exists(server.data_dir, b) for b in doomed), 30)
+        assert wait_until(lambda: not garbage(server.data_dir) & doomed, 10)
+        left = rows_of(server.data_dir, tid, [name, second])
+        assert left == dict.fromkeys(left, 0), left
+        assert stored_blobs(server.data_dir, tid) == set()
+
+        # Metering stopped at the reclaim: one hour of bytes, however late the month is read.
+        set_clock(clock, T0 + 10 * H)
+        metering = admin.call("GET", f"/tenants/{name}/usage")["metering"]
+        assert metering["byte_seconds"] == stored["bytes"] * H
+        listed = {t["tenant"]: t for t in admin.call("GET", "/usage")["tenants"]}
+        assert listed[name]["usage"]["bytes"] == 0 and listed[name]["metering"]["byte_seconds"] == stored["bytes"] * H
+
+        # The other tenant: every object still reads, every blob is still there.
+        assert all(on_disk.exists(server.data_dir, b) for b in kept)
+        for key, body in other_bodies.items():  # "small" as its first version (a second one is the latest)
+            assert other.get_object(Bucket=other_name, Key=key, **({"VersionId": version_of(
+                other, other_name, key, oldest=True)} if key == "small" else {}))["Body"].read() == body
+        assert len(other.list_object_versions(Bucket=other_name)["Versions"]) == 5
+        # The erased tenant's bucket names are free: another tenant takes them, starting empty.
+        for bucket in (name, second):
+            third.create_bucket(Bucket=bucket)
+            assert third.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+            third.put_object(Bucket=bucket, Key="mine", Body=b"new owner")
+            assert third.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"new owner"
+        with pytest.raises(ClientError) as no_cors:
+            third.get_bucket_cors(Bucket=second)
+        assert no_cors.value.response["Error"]["Code"] == "NoSuchCORSConfiguration"
+    finally:
+        server.stop()
+    records = [r for r in audit_records(server.data_dir) if r.get("tenant") == tid and r.get("api") == "keys"]
+    ops = [r["operation"] for r in records]
+    assert ops.index("TenantKeyDestroyed") < ops.index("TenantDataReclaimed")
+    (done,) = [r for r in records if r["operation"] == "TenantDataReclaimed"]
+    assert done["principal"] == "erasure" and done["status"] == 200
+    part_bytes = 1 << 20  # the upload in progress
+    assert done["reclaimed"] == {"versions": versions, "uploads": 1, "buckets": 2,
+                                 "bytes": stored["bytes"] + part_bytes, "blobs": len(doomed)}
+
+
+def test_reclaim_cut_short_by_a_crash_loses_and_leaks_nothing(tmp_path_factory) -> None:
+    server = start_reclaiming(tmp_path_factory, "reclaim-crash", batch=1)
+    try:
+        name, s3 = new_tenant(server)
+        other_name, other = new_tenant(server)
+        s3.create_bucket(Bucket=name)
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        for i in range(150):
+            s3.put_object(Bucket=name, Key=f"k{i % 50}", Body=secrets.token_bytes(64 + i))
+        other.create_bucket(Bucket=other_name)
+        other.put_object(Bucket=other_name, Key="kept", Body=b"kept")
+        tid = tenant_id(server.data_dir, name)
+        doomed = stored_blobs(server.data_dir, tid)
+        assert len(doomed) == 150
+
+        def versions_left() -> int:
+            conn = db(server.data_dir)
+            try:
+                return int(conn.execute("SELECT COUNT(*) FROM objects WHERE tenant_id=?", (tid,)).fetchone()[0])
+            finally:
+                conn.close()
+
+        admin_client(server).call("DELETE", f"/tenants/{name}")
+        # One version per transaction: kill the server as soon as the reclaim is under way.
+        deadline = time.monotonic() + 30
+        while versions_left() == 150 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.kill()
+        left = versions_left()
+        assert 0 < left < 150, "the reclaim was not cut short; nothing to resume"
+        assert status_raw(server.data_dir, tid) == ("erased", None)
+        # Nothing leaked: each blob is still referenced, queued for the collector, or deleted.
+        referenced, queued = stored_blobs(server.data_dir, tid), garbage(server.data_dir)
+        assert len(referenced) == left
+        for b in doomed - referenced:
+            assert b in queued or not on_disk.exists(server.data_dir, b)
+
+        server.start()  # the next pass goes on from what is left
+        assert wait_until(lambda: status_raw(server.data_dir, tid)[1] is not None, 60)
+        assert versions_left() == 0
+        assert wait_until(lambda: not any(on_disk.exists(server.data_dir, b) for b in doomed), 30)
+        assert other.get_object(Bucket=other_name, Key="kept")["Body"].read() == b"kept"
+        s3_again = make_client(server.endpoint, create_tenant(server, name + "-new"))
+        s3_again.create_bucket(Bucket=name)  # the name is free
+    finally:
+        server.stop()
+    # One record, counting the work of both runs.
+    (done,) = [r for r in audit_records(server.data_dir)
+               if r.get("tenant") == tid and r.get("operation") == "TenantDataReclaimed"]
+    assert done["reclaimed"]["versions"] == 150 and done["reclaimed"]["buckets"] == 1
+    assert done["reclaimed"]["blobs"] == 150
+
+
+def version_of(s3, bucket: str, key: str, oldest: bool) -> str:  # type: ignore[no-untyped-def]
+    versions = [v for v in s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"] if v["Key"] == key]
+    return str(versions[-1 if oldest else 0]["VersionId"])  # newest first
+
+
+def status_raw(data_dir: str, tid: str) -> tuple[str, float | None]:
+    conn = db(data_dir)
+    try:
+        row = conn.execute("SELECT status, reclaimed_at FROM tenants WHERE id=?", (tid,)).fetchone()
+        return str(row[0]), row[1]
+    finally:
+        conn.close()

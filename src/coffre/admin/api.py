@@ -228,7 +228,7 @@ class AdminApi:
         return {"id": t.id, "name": t.name, "status": t.status, "created_at": iso(t.created_at),
                 "delete_after": iso(t.delete_after), "canonical_id": t.canonical_id,
                 "key_provider": "external" if t.key_provider is not None else "root",
-                "erased_at": iso(t.erased_at)}
+                "erased_at": iso(t.erased_at), "reclaimed_at": iso(t.reclaimed_at)}
 
     @staticmethod
     def _key_json(k: AccessKeyRecord, tenant: str | None) -> dict[str, Any]:

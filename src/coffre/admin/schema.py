@@ -45,6 +45,9 @@ TENANT = obj({
     "key_provider": {"type": "string", "enum": ["root", "external"], "description": "what wraps the tenant key"},
     "erased_at": {"type": ["string", "null"], "format": "date-time",
                   "description": "when its key was destroyed (status erased)"},
+    "reclaimed_at": {"type": ["string", "null"], "format": "date-time",
+                     "description": "when the erased tenant's stored data (objects, uploads, buckets) was "
+                                    "removed and its blobs queued for garbage collection; null until then"},
 }, ("id", "name", "status", "created_at"))
 METERING = obj({
     "byte_seconds": {"type": "integer", "description": "stored bytes integrated over the period so far"},

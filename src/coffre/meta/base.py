@@ -21,6 +21,7 @@ from coffre.meta.records import (
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    Reclaimed,
     RequestCounts,
     RootWrapped,
     TenantRecord,
@@ -127,7 +128,8 @@ class MetadataStore(ABC):
         The key columns (wrapped_key, key_provider, erased_at) are never written here, so a
         caller holding a stale record cannot bring back a key replaced or destroyed meanwhile:
         they change only through set_tenant_key_wrapping, erase_tenant and the key-version
-        methods. An erased tenant cannot be changed at all (Conflict)."""
+        methods; nor is reclaimed_at (reclaim_tenant's). An erased tenant cannot be changed at
+        all (Conflict)."""
 
     @abstractmethod
     async def set_tenant_key_wrapping(self, tenant_id: str, key_provider: str | None,
@@ -152,6 +154,29 @@ class MetadataStore(ABC):
         it "erased" at ``now``, and return True. Otherwise change nothing and return False: of
         several gateways, exactly one erases. The freed bytes are overwritten, not just
         unlinked, and the write-ahead log is folded back so no older page keeps them."""
+
+    @abstractmethod
+    async def reclaim_tenant(self, tenant_id: str, now: float, limit: int = 500) -> Reclaimed:
+        """Remove the next part of an erased tenant's stored data, in one transaction, and return
+        what it removed. Acts only on a tenant that is "erased" and not yet reclaimed (read in
+        the same transaction); otherwise changes nothing and returns an empty Reclaimed.
+
+        Its buckets are emptied one after the other (name order): object versions and delete
+        markers first, then multipart uploads in progress with their parts, then the bucket
+        itself with its configuration documents, lifecycle state, usage row and bucket quota,
+        so that its name is free again. At most about ``limit`` rows go per call (a version
+        counts one plus its parts, an upload likewise, a bucket one; a call always makes some
+        progress). Every blob id the removed rows referenced is queued for garbage collection
+        in the same transaction, so a crash loses nothing and leaks nothing, and removing a
+        version takes it off the usage as deleting it would (metering integrates its bytes up
+        to now, then stops). Object Lock is not consulted: the erasure waited for the last
+        lock, and nothing can be read any more. Only buckets of this tenant are touched (an
+        object's tenant is always its bucket's).
+
+        The call that finds nothing left sets ``reclaimed_at`` to ``now``, removes the tenant's
+        usage row and returns the totals of every call (kept with the tenant as they go, so
+        restarts and several gateways add up) with ``done`` True: of several gateways,
+        exactly one does. Later calls change nothing."""
 
     @abstractmethod
     async def list_access_keys(self, tenant_id: str, principal: str | None = None) -> list[AccessKeyRecord]:

@@ -41,6 +41,34 @@ class TenantRecord:
     key_provider: str | None = None
     # When the tenant's key was destroyed (status "erased").
     erased_at: float | None = None
+    # When the erased tenant's stored data (objects, uploads, buckets) was all removed and its
+    # blobs queued for the garbage collector (MetadataStore.reclaim_tenant); None: not yet.
+    reclaimed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What reclaiming an erased tenant's space removed (MetadataStore.reclaim_tenant).
+
+    One call's share of the work, or, on the call that finished it (``done``), the totals of
+    every call for that tenant, whichever gateway or process made them."""
+
+    versions: int = 0  # object versions, delete markers included
+    uploads: int = 0  # multipart uploads in progress, their parts with them
+    buckets: int = 0
+    bytes: int = 0  # stored bytes of those versions and parts (plaintext sizes)
+    blobs: int = 0  # blob ids queued for the garbage collector
+    done: bool = False  # this call finished the reclaim (and set reclaimed_at)
+
+    def __add__(self, other: Reclaimed) -> Reclaimed:
+        return Reclaimed(self.versions + other.versions, self.uploads + other.uploads,
+                         self.buckets + other.buckets, self.bytes + other.bytes, self.blobs + other.blobs,
+                         self.done or other.done)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing removed, nothing finished: the tenant was not (or no longer) to reclaim."""
+        return not (self.done or self.versions or self.uploads or self.buckets or self.blobs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from coffre.meta.records import (
     PartRecord,
     PolicyRecord,
     QuotaRecord,
+    Reclaimed,
     RequestCounts,
     RootWrapped,
     SseRecord,
@@ -71,7 +72,7 @@ from coffre.meta.records import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The version-1 schema, as every data directory before issue #3 has it: frozen, since a
 # change of schema is a new migration below. A fresh store is created from it and then
@@ -400,9 +401,17 @@ _MIGRATION_6: tuple[str, ...] = (
     ) WITHOUT ROWID""",
     "CREATE INDEX bucket_configs_name ON bucket_configs(name, bucket)",
 )
+# Reclaiming an erased tenant's space (docs/keys.md): when its stored data was all removed
+# (NULL: not yet, or not erased), and the running totals of what the reclaim removed so far
+# (JSON {"versions", "uploads", "buckets", "bytes", "blobs"}), added to by each of its
+# transactions so the final audit record counts everything across restarts and gateways.
+_MIGRATION_7: tuple[str, ...] = (
+    "ALTER TABLE tenants ADD COLUMN reclaimed_at REAL",
+    "ALTER TABLE tenants ADD COLUMN reclaim_counts TEXT",
+)
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: _MIGRATION_2, 3: _MIGRATION_3, 4: _MIGRATION_4,
-                                           5: _MIGRATION_5, 6: _MIGRATION_6}
+                                           5: _MIGRATION_5, 6: _MIGRATION_6, 7: _MIGRATION_7}
 
 _OBJ_COLS = (
     "id, bucket, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, tenant_id, "
@@ -415,7 +424,7 @@ _SSE_COLS = "sse, sse_kms_key, sse_bucket_key, sse_c_check, sse_context"
 _OBJ_SSE = _OBJ_COLS.count(",") + 1
 _OBJ_COLS += ", " + _SSE_COLS
 _TENANT_COLS = ("id, name, status, created_at, wrapped_key, canonical_id, delete_after, public_access_block, "
-                "key_provider, erased_at")
+                "key_provider, erased_at, reclaimed_at")
 _KEY_COLS = "access_key_id, tenant_id, principal, wrapped_secret, status, created_at"
 _BUCKET_COLS = "name, tenant_id, region, created_at, versioning, object_lock, policy, access, encryption"
 _USER_COLS = "tenant_id, name, user_id, created_at, path, tags"
@@ -503,7 +512,12 @@ def _locked(mode: str | None, until: float | None, legal_hold: int | None, bypas
 def _tenant(row: tuple[Any, ...]) -> TenantRecord:
     return TenantRecord(id=row[0], name=row[1], status=row[2], created_at=row[3], wrapped_key=bytes(row[4]),
                         canonical_id=row[5], delete_after=row[6], public_access_block=row[7],
-                        key_provider=row[8], erased_at=row[9])
+                        key_provider=row[8], erased_at=row[9], reclaimed_at=row[10])
+
+
+def _reclaimed(counts: dict[str, int], done: bool = False) -> Reclaimed:
+    return Reclaimed(versions=counts["versions"], uploads=counts["uploads"], buckets=counts["buckets"],
+                     bytes=counts["bytes"], blobs=counts["blobs"], done=done)
 
 
 def _key(row: tuple[Any, ...]) -> AccessKeyRecord:
@@ -866,10 +880,10 @@ class SQLiteMetadataStore(MetadataStore):
     async def create_tenant(self, tenant: TenantRecord) -> None:
         def tx(c: sqlite3.Connection) -> None:
             try:
-                c.execute(f"INSERT INTO tenants({_TENANT_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?)", (
+                c.execute(f"INSERT INTO tenants({_TENANT_COLS}) VALUES(?,?,?,?,?,?,?,?,?,?,?)", (
                     tenant.id, tenant.name, tenant.status, tenant.created_at, tenant.wrapped_key,
                     tenant.canonical_id, tenant.delete_after, tenant.public_access_block, tenant.key_provider,
-                    tenant.erased_at))
+                    tenant.erased_at, tenant.reclaimed_at))
             except sqlite3.IntegrityError as e:
                 raise AlreadyExists() from e
             c.execute("INSERT OR IGNORE INTO tenant_usage VALUES(?, 0, 0)", (tenant.id,))
@@ -960,6 +974,84 @@ class SQLiteMetadataStore(MetadataStore):
         if erased:
             await self.fold_log()
         return erased
+
+    # Fields of Reclaimed kept as running totals in tenants.reclaim_counts.
+    _RECLAIM_COUNTS = ("versions", "uploads", "buckets", "bytes", "blobs")
+
+    async def reclaim_tenant(self, tenant_id: str, now: float, limit: int = 500) -> Reclaimed:
+        def tx(c: sqlite3.Connection) -> Reclaimed:
+            row = c.execute("SELECT status, reclaimed_at, reclaim_counts FROM tenants WHERE id=?",
+                            (tenant_id,)).fetchone()
+            if row is None or row[0] != "erased" or row[1] is not None:
+                return Reclaimed()  # not erased (never touched), or reclaimed already
+            budget = max(1, limit)
+            versions = uploads = buckets = nbytes = 0
+            released: list[str] = []
+            while budget > 0:
+                # One bucket at a time, through buckets_tenant; the next call resumes where this
+                # one stopped simply because what it removed is gone.
+                b = c.execute("SELECT name FROM buckets WHERE tenant_id=? ORDER BY name LIMIT 1",
+                              (tenant_id,)).fetchone()
+                if b is None:
+                    break
+                bucket = b[0]
+                d_bytes = d_objects = 0
+                for oid, blob_id, size, marker, parts in c.execute(
+                        "SELECT id, blob_id, size, is_delete_marker, parts_count FROM objects WHERE bucket=? LIMIT ?",
+                        (bucket, budget)).fetchall():
+                    if budget <= 0:
+                        break
+                    released += self._drop_row(c, oid, blob_id)
+                    budget -= 1 + parts
+                    versions += 1
+                    if not marker:
+                        d_bytes += size
+                        d_objects += 1
+                # Off the usage as a deletion would: metering integrates the bytes up to now.
+                self._charge(c, bucket, -d_bytes, -d_objects)
+                nbytes += d_bytes
+                if budget <= 0:
+                    break  # (a budget left over means every version of the bucket was taken)
+                for (upload_id,) in c.execute("SELECT upload_id FROM uploads WHERE bucket=? LIMIT ?",
+                                              (bucket, budget)).fetchall():
+                    if budget <= 0:
+                        break
+                    parts_rows = c.execute("SELECT blob_id, size FROM parts WHERE upload_id=?", (upload_id,)).fetchall()
+                    released += [r[0] for r in parts_rows]
+                    nbytes += sum(r[1] for r in parts_rows)
+                    c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+                    c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+                    budget -= 1 + len(parts_rows)
+                    uploads += 1
+                if budget <= 0:
+                    break
+                # Empty now: the bucket goes as delete_bucket removes one, its name free again.
+                # Usage left on it (none, unless it drifted) is integrated up to now, then zeroed.
+                used = c.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
+                if used is not None:
+                    self._charge(c, bucket, -used[0], -used[1])
+                c.execute("DELETE FROM bucket_configs WHERE bucket=?", (bucket,))
+                c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (bucket,))
+                c.execute("DELETE FROM bucket_usage WHERE bucket=?", (bucket,))
+                c.execute("DELETE FROM quotas WHERE scope='bucket' AND target=?", (bucket,))
+                c.execute("DELETE FROM buckets WHERE name=?", (bucket,))
+                budget -= 1
+                buckets += 1
+            self._release(c, released)
+            step = dict(zip(self._RECLAIM_COUNTS, (versions, uploads, buckets, nbytes, len(set(released))),
+                            strict=True))
+            totals = json.loads(row[2]) if row[2] else {}
+            totals = {k: int(totals.get(k, 0)) + step[k] for k in self._RECLAIM_COUNTS}
+            if c.execute("SELECT 1 FROM buckets WHERE tenant_id=? LIMIT 1", (tenant_id,)).fetchone() is not None:
+                c.execute("UPDATE tenants SET reclaim_counts=? WHERE id=?", (json.dumps(totals), tenant_id))
+                return _reclaimed(step)
+            # Nothing left: done. Its usage row goes (every bucket's was zeroed and removed above).
+            c.execute("UPDATE tenants SET reclaimed_at=?, reclaim_counts=? WHERE id=?",
+                      (now, json.dumps(totals), tenant_id))
+            c.execute("DELETE FROM tenant_usage WHERE tenant_id=?", (tenant_id,))
+            return _reclaimed(totals, done=True)
+
+        return await self._write(tx)
 
     async def fold_log(self) -> None:
         """Fold the write-ahead log into the database file and empty it, so that no older copy of
