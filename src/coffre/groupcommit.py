@@ -20,11 +20,52 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 # A job's outcome: its result, or the exception its own caller gets.
 Outcome = tuple[Any, BaseException | None]
+
+
+class CommitThread:
+    """The one writer thread of one or more stores (each with its own SQLite file).
+
+    A small PUT commits twice, one after the other: its blob's row, then its object's row.
+    With a writer thread per store, each commit wakes a sleeping thread, which sleeps again
+    once its batch is done; with one thread for both, a batch of one store that queued while
+    the other's was committing runs right after it, without that thread going to sleep and
+    being woken again. Measured (4 KiB PUT c16, 5 repetitions side by side,
+    docs/benchmarks.md): 0.81x the server CPU per PUT (user and kernel both lower), 1.16x
+    the PUTs per second. The cost: a long transaction of one store (a lifecycle or reclaim
+    batch) also delays the other's commits, as it already delayed every PUT's object row.
+
+    Each store that uses it calls ``acquire`` once and ``release`` when it closes: the
+    thread stops with the last one, after every job queued before.
+    """
+
+    def __init__(self, name: str = "coffre-commit") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Executor:
+        with self._lock:
+            self._users += 1
+        return self._pool
+
+    async def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        else:
+            # The thread runs jobs in order: once this no-op ran, so did every job queued before it.
+            await asyncio.wrap_future(self._pool.submit(_nothing))
+
+
+def _nothing() -> None:
+    return None
 
 
 class Job:

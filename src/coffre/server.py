@@ -27,6 +27,7 @@ from coffre.core.erasure import ErasureEvent
 from coffre.core.metering import make_clock
 from coffre.crypto.keys import KeyProvider
 from coffre.crypto.providers import build_provider
+from coffre.groupcommit import CommitThread
 from coffre.meta.base import MetadataStore
 from coffre.meta.sqlite import SQLiteMetadataStore
 from coffre.notify.service import Notifier
@@ -50,8 +51,11 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Coffre:
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     # Metering's clock: the system's, or a test's (metering_clock_file); the store integrates
     # stored bytes over time with it and the meter counts requests per hour with it.
-    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path, clock=make_clock(settings))
-    blobs: BlobStore = LocalBlobStore(settings.blob_dir, small_max_bytes=settings.blob_small_max_bytes)
+    # One writer thread commits both the metadata and the small-blob rows (CommitThread).
+    commits = CommitThread()
+    meta: MetadataStore = SQLiteMetadataStore(settings.meta_path, clock=make_clock(settings), commit_thread=commits)
+    blobs: BlobStore = LocalBlobStore(settings.blob_dir, small_max_bytes=settings.blob_small_max_bytes,
+                                      commit_thread=commits)
     keys: KeyProvider = build_provider(settings)
     if metrics is not None:  # timed at their interface, the backends untouched
         meta = metrics.time_metadata(meta, MetadataStore)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from coffre.blob.base import BlobNotFound, BlobStore, Buffer, Piece, check_blob_id
 from coffre.blob.small import SmallBlobDB, TooLarge
+from coffre.groupcommit import CommitThread
 
 # Reads this small are served inline: a pread from the page cache (and, in get_mapped,
 # decrypting it) costs less than a hop to a worker thread and back.
@@ -44,8 +45,10 @@ def fsync_dir(path: str) -> None:
 
 
 class LocalBlobStore(BlobStore):
-    def __init__(self, root: str, threads: int = 8, small_max_bytes: int = SMALL_MAX_BYTES) -> None:
+    def __init__(self, root: str, threads: int = 8, small_max_bytes: int = SMALL_MAX_BYTES,
+                 commit_thread: CommitThread | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.commit_thread = commit_thread  # the small-blob rows' writer thread, if shared
         self.tmp = os.path.join(self.root, "tmp")
         self.small_max = max(0, small_max_bytes)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coffre-blob")
@@ -68,7 +71,7 @@ class LocalBlobStore(BlobStore):
                 pass
         path = os.path.join(self.root, "small.db")
         if self.small is None and (self.small_max > 0 or os.path.exists(path)):
-            small = SmallBlobDB(path, self._pool)
+            small = SmallBlobDB(path, self._pool, self.commit_thread)
             await asyncio.get_running_loop().run_in_executor(self._pool, small.open)
             self.small = small
 

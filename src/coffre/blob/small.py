@@ -35,11 +35,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TypeVar
 
 from coffre.blob.base import Buffer, Piece
-from coffre.groupcommit import GroupCommit, Job, Outcome
+from coffre.groupcommit import CommitThread, GroupCommit, Job, Outcome
 
 T = TypeVar("T")
 
@@ -93,10 +93,12 @@ class _Job(Job):
 
 
 class SmallBlobDB:
-    def __init__(self, path: str, readers: Executor) -> None:
+    def __init__(self, path: str, readers: Executor, commit_thread: CommitThread | None = None) -> None:
         self.path = path
         self._readers = readers  # worker threads for reads that must be allowed to wait, and scans
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-blob-w")
+        # The writer thread: its own, or one shared with the metadata store (server.build).
+        self._commit_thread = commit_thread or CommitThread("coffre-blob-w")
+        self._writer_pool = self._commit_thread.acquire()
         self._writer: sqlite3.Connection | None = None
         self._writer_sync = "FULL"  # the writer connection's current synchronous mode
         self._local = threading.local()
@@ -132,8 +134,8 @@ class SmallBlobDB:
         self.closed = True
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        # Queued jobs are drained (and answered) before the writer thread stops.
-        self._writer_pool.shutdown(wait=True)
+        # Queued jobs are drained (and answered) before the writer thread is let go.
+        await self._commit_thread.release()
         with self._lock:
             for conn in self._all:
                 try:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from coffre.groupcommit import GroupCommit, Job, Outcome
+from coffre.groupcommit import CommitThread, GroupCommit, Job, Outcome
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import (
     AlreadyExists,
@@ -583,10 +583,13 @@ class _Pending(Job):
 
 
 class SQLiteMetadataStore(MetadataStore):
-    def __init__(self, path: str, readers: int = 4, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, readers: int = 4, clock: Callable[[], float] = time.time,
+                 commit_thread: CommitThread | None = None) -> None:
         self.path = path
         self.clock = clock  # metering's time (MetadataStore.clock)
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coffre-meta-w")
+        # The writer thread: its own, or one shared with the small-blob store (server.build).
+        self._commit_thread = commit_thread or CommitThread("coffre-meta-w")
+        self._writer_pool = self._commit_thread.acquire()
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="coffre-meta-r")
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
@@ -724,7 +727,7 @@ class SQLiteMetadataStore(MetadataStore):
         await loop.run_in_executor(self._writer_pool, init)
 
     async def close(self) -> None:
-        self._writer_pool.shutdown(wait=True)
+        await self._commit_thread.release()  # every queued write answered first
         self._reader_pool.shutdown(wait=True)
         with self._lock:
             for conn in self._all:
