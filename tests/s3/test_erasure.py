@@ -41,6 +41,7 @@ from coffre.crypto.segments import SegmentDecryptor
 from tests import blobs_on_disk as on_disk
 from tests.conftest import make_client
 from tests.s3.test_audit import audit_records
+from tests.s3.test_gc import garbage_rows
 from tests.server import Server
 from tests.tenants import admin_client, create_tenant
 
@@ -416,14 +417,6 @@ def rows_of(data_dir: str, tid: str, buckets: list[str]) -> dict[str, int]:
         conn.close()
 
 
-def garbage(data_dir: str) -> set[str]:
-    conn = db(data_dir)
-    try:
-        return {r[0] for r in conn.execute("SELECT blob_id FROM garbage")}
-    finally:
-        conn.close()
-
-
 def wait_until(cond, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -481,7 +474,7 @@ def test_reclaim_frees_the_space_the_names_and_the_meter(tmp_path_factory) -> No
 
         # The collector deletes every blob: files and small-blob rows alike, and their queue entries.
         assert wait_until(lambda: not any(on_disk.exists(server.data_dir, b) for b in doomed), 30)
-        assert wait_until(lambda: not garbage(server.data_dir) & doomed, 10)
+        assert wait_until(lambda: not garbage_rows(server.data_dir) & doomed, 10)
         left = rows_of(server.data_dir, tid, [name, second])
         assert left == dict.fromkeys(left, 0), left
         assert stored_blobs(server.data_dir, tid) == set()
@@ -552,7 +545,7 @@ def test_reclaim_cut_short_by_a_crash_loses_and_leaks_nothing(tmp_path_factory) 
         assert 0 < left < 150, "the reclaim was not cut short; nothing to resume"
         assert status_raw(server.data_dir, tid) == ("erased", None)
         # Nothing leaked: each blob is still referenced, queued for the collector, or deleted.
-        referenced, queued = stored_blobs(server.data_dir, tid), garbage(server.data_dir)
+        referenced, queued = stored_blobs(server.data_dir, tid), garbage_rows(server.data_dir)
         assert len(referenced) == left
         for b in doomed - referenced:
             assert b in queued or not on_disk.exists(server.data_dir, b)
