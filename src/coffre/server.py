@@ -185,9 +185,7 @@ def _erasure_audit(record_fields: Callable[[dict[str, Any]], None]) -> Callable[
             user_agent=None, duration_ms=0, api="keys", operator_action=event.operator is not None).fields()
         item["time"] = event.at
         if event.reclaimed is not None:
-            r = event.reclaimed
-            item["reclaimed"] = {"versions": r.versions, "uploads": r.uploads, "buckets": r.buckets,
-                                 "bytes": r.bytes, "blobs": r.blobs}
+            item["reclaimed"] = event.reclaimed.counts()
         record_fields(item)
 
     return on_step

@@ -60,10 +60,11 @@ class Reclaimed:
     blobs: int = 0  # blob ids queued for the garbage collector
     done: bool = False  # this call finished the reclaim (and set reclaimed_at)
 
-    def __add__(self, other: Reclaimed) -> Reclaimed:
-        return Reclaimed(self.versions + other.versions, self.uploads + other.uploads,
-                         self.buckets + other.buckets, self.bytes + other.bytes, self.blobs + other.blobs,
-                         self.done or other.done)
+    def counts(self) -> dict[str, int]:
+        """The five counts by name: the running totals a store keeps (tenants.reclaim_counts in
+        SQLite) and the audit record's ``reclaimed`` field."""
+        return {"versions": self.versions, "uploads": self.uploads, "buckets": self.buckets,
+                "bytes": self.bytes, "blobs": self.blobs}
 
     @property
     def empty(self) -> bool:

@@ -515,11 +515,6 @@ def _tenant(row: tuple[Any, ...]) -> TenantRecord:
                         key_provider=row[8], erased_at=row[9], reclaimed_at=row[10])
 
 
-def _reclaimed(counts: dict[str, int], done: bool = False) -> Reclaimed:
-    return Reclaimed(versions=counts["versions"], uploads=counts["uploads"], buckets=counts["buckets"],
-                     bytes=counts["bytes"], blobs=counts["blobs"], done=done)
-
-
 def _key(row: tuple[Any, ...]) -> AccessKeyRecord:
     return AccessKeyRecord(access_key_id=row[0], tenant_id=row[1], principal=row[2],
                            wrapped_secret=bytes(row[3]), status=row[4], created_at=row[5])
@@ -978,9 +973,6 @@ class SQLiteMetadataStore(MetadataStore):
             await self.fold_log()
         return erased
 
-    # Fields of Reclaimed kept as running totals in tenants.reclaim_counts.
-    _RECLAIM_COUNTS = ("versions", "uploads", "buckets", "bytes", "blobs")
-
     async def reclaim_tenant(self, tenant_id: str, now: float, limit: int = 500) -> Reclaimed:
         def tx(c: sqlite3.Connection) -> Reclaimed:
             row = c.execute("SELECT status, reclaimed_at, reclaim_counts FROM tenants WHERE id=?",
@@ -1019,11 +1011,9 @@ class SQLiteMetadataStore(MetadataStore):
                                               (bucket, budget)).fetchall():
                     if budget <= 0:
                         break
-                    parts_rows = c.execute("SELECT blob_id, size FROM parts WHERE upload_id=?", (upload_id,)).fetchall()
-                    released += [r[0] for r in parts_rows]
-                    nbytes += sum(r[1] for r in parts_rows)
-                    c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
-                    c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+                    parts_rows = self._drop_upload(c, upload_id)
+                    released += [blob_id for blob_id, _ in parts_rows]
+                    nbytes += sum(size for _, size in parts_rows)
                     budget -= 1 + len(parts_rows)
                     uploads += 1
                 if budget <= 0:
@@ -1033,26 +1023,21 @@ class SQLiteMetadataStore(MetadataStore):
                 used = c.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket=?", (bucket,)).fetchone()
                 if used is not None:
                     self._charge(c, bucket, -used[0], -used[1])
-                c.execute("DELETE FROM bucket_configs WHERE bucket=?", (bucket,))
-                c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (bucket,))
-                c.execute("DELETE FROM bucket_usage WHERE bucket=?", (bucket,))
-                c.execute("DELETE FROM quotas WHERE scope='bucket' AND target=?", (bucket,))
-                c.execute("DELETE FROM buckets WHERE name=?", (bucket,))
+                self._drop_bucket(c, bucket)
                 budget -= 1
                 buckets += 1
             self._release(c, released)
-            step = dict(zip(self._RECLAIM_COUNTS, (versions, uploads, buckets, nbytes, len(set(released))),
-                            strict=True))
-            totals = json.loads(row[2]) if row[2] else {}
-            totals = {k: int(totals.get(k, 0)) + step[k] for k in self._RECLAIM_COUNTS}
+            step = Reclaimed(versions, uploads, buckets, nbytes, len(set(released)))
+            before = json.loads(row[2]) if row[2] else {}
+            totals = {k: int(before.get(k, 0)) + n for k, n in step.counts().items()}
             if c.execute("SELECT 1 FROM buckets WHERE tenant_id=? LIMIT 1", (tenant_id,)).fetchone() is not None:
                 c.execute("UPDATE tenants SET reclaim_counts=? WHERE id=?", (json.dumps(totals), tenant_id))
-                return _reclaimed(step)
+                return step
             # Nothing left: done. Its usage row goes (every bucket's was zeroed and removed above).
             c.execute("UPDATE tenants SET reclaimed_at=?, reclaim_counts=? WHERE id=?",
                       (now, json.dumps(totals), tenant_id))
             c.execute("DELETE FROM tenant_usage WHERE tenant_id=?", (tenant_id,))
-            return _reclaimed(totals, done=True)
+            return Reclaimed(**totals, done=True)
 
         return await self._write(tx)
 
@@ -1628,18 +1613,31 @@ class SQLiteMetadataStore(MetadataStore):
             # their part blobs queued for the collector in this same transaction.
             ids = [r[0] for r in c.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,))]
             for uid in ids:
-                self._release(c, [r[0] for r in c.execute("SELECT blob_id FROM parts WHERE upload_id=?", (uid,))])
-                c.execute("DELETE FROM parts WHERE upload_id=?", (uid,))
-            c.execute("DELETE FROM uploads WHERE bucket=?", (name,))
-            c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
-            c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (name,))  # a new bucket starts afresh
-            # Empty, so its usage is zero and the tenant's total is unchanged; the bucket's
-            # quota goes with it (a new bucket of that name starts unlimited).
-            c.execute("DELETE FROM bucket_usage WHERE bucket=?", (name,))
-            c.execute("DELETE FROM quotas WHERE scope='bucket' AND target=?", (name,))
-            c.execute("DELETE FROM buckets WHERE name=?", (name,))
+                self._release(c, [blob_id for blob_id, _ in self._drop_upload(c, uid)])
+            # Empty, so its usage is zero and the tenant's total is unchanged.
+            self._drop_bucket(c, name)
 
         await self._write(tx)
+
+    @staticmethod
+    def _drop_upload(c: sqlite3.Connection, upload_id: str) -> list[tuple[str, int]]:
+        """Remove a multipart upload in progress and its parts; their (blob id, size), which the
+        caller releases in the same transaction."""
+        parts = [(r[0], r[1]) for r in c.execute("SELECT blob_id, size FROM parts WHERE upload_id=?", (upload_id,))]
+        c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+        c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+        return parts
+
+    @staticmethod
+    def _drop_bucket(c: sqlite3.Connection, name: str) -> None:
+        """Remove an empty bucket (no versions, no uploads left) and what hangs on its name: its
+        configurations, lifecycle progress (a new bucket starts afresh), usage row and quota (a
+        new bucket of that name starts unlimited). The name is free again."""
+        c.execute("DELETE FROM bucket_configs WHERE bucket=?", (name,))
+        c.execute("DELETE FROM lifecycle_state WHERE bucket=?", (name,))
+        c.execute("DELETE FROM bucket_usage WHERE bucket=?", (name,))
+        c.execute("DELETE FROM quotas WHERE scope='bucket' AND target=?", (name,))
+        c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
     async def put_bucket_config(self, bucket: str, name: str, document: str | None) -> None:
         def tx(c: sqlite3.Connection) -> None:
