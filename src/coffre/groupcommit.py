@@ -108,14 +108,13 @@ class GroupCommit(Generic[J]):
     job that fails alone must leave the transaction usable (a SAVEPOINT, or a statement
     that SQLite undoes by itself) and report its exception as its outcome.
     ``prepare(conn, batch)``: before BEGIN (a PRAGMA that cannot change inside a
-    transaction). ``committed()``: after each COMMIT (a counter tests read).
+    transaction). ``commits`` counts the COMMITs made (tests see group commit through it).
     """
 
     def __init__(self, pool: Executor, connection: Callable[[], sqlite3.Connection | None],
                  run: Callable[[sqlite3.Connection, list[J]], list[Outcome]], *, max_batch: int,
                  failed: Any = None, what: str = "store",
-                 prepare: Callable[[sqlite3.Connection, list[J]], None] | None = None,
-                 committed: Callable[[], None] | None = None) -> None:
+                 prepare: Callable[[sqlite3.Connection, list[J]], None] | None = None) -> None:
         self._pool = pool
         self._connection = connection
         self._run = run
@@ -123,7 +122,7 @@ class GroupCommit(Generic[J]):
         self._failed = failed  # the result handed with an exception
         self._what = what
         self._prepare = prepare
-        self._committed = committed
+        self.commits = 0
         # Jobs queued while the writer is busy, and whether a drain is already scheduled on
         # the writer thread (both guarded by _lock).
         self._queue: deque[J] = deque()
@@ -187,7 +186,6 @@ class GroupCommit(Generic[J]):
             for j in batch:
                 self._commit([j])
             return
-        if self._committed is not None:
-            self._committed()
+        self.commits += 1
         for j, (result, error) in zip(batch, outcomes, strict=True):
             j.done(result, error)

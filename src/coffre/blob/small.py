@@ -106,9 +106,8 @@ class SmallBlobDB:
         self._lock = threading.Lock()
         self._commits: GroupCommit[_Job] = GroupCommit(
             self._writer_pool, lambda: self._writer, self._run_batch, max_batch=_MAX_BATCH, failed=0,
-            what="small blob store", prepare=self._sync_mode, committed=self._count_commit)
+            what="small blob store", prepare=self._sync_mode)
         self._background: set[asyncio.Task[None]] = set()
-        self.commits = 0  # COMMITs of put/delete batches (tests see group commit through it)
         self.closed = False
 
     # -- plumbing --
@@ -264,8 +263,10 @@ class SmallBlobDB:
             conn.execute(f"PRAGMA synchronous={sync}")
             self._writer_sync = sync
 
-    def _count_commit(self) -> None:
-        self.commits += 1
+    @property
+    def commits(self) -> int:
+        """COMMITs of put/delete batches (tests see group commit through it)."""
+        return self._commits.commits
 
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
