@@ -125,6 +125,16 @@ def test_skew_and_dates():
         verify(req, now=t - 901)
 
 
+@pytest.mark.parametrize("bad", ["20130231T000000Z", "20131301T000000Z", "20130524T240000Z", "2013-05-24T00:00:00Z", ""])
+def test_amz_dates_parsed_and_refused_every_time(bad):
+    # parse_amz_date is cached: a good date parses alike on every call, and a bad one is refused
+    # on every call (an exception is never cached).
+    for _ in range(2):
+        assert sigv4.parse_amz_date("20240229T235959Z") == calendar.timegm((2024, 2, 29, 23, 59, 59, 0, 0, 0))
+        with pytest.raises(ValueError):
+            sigv4.parse_amz_date(bad)
+
+
 def test_unsigned_amz_headers_refused():
     req = sign_v4("PUT", "/bkt/k", body=b"x")
     with pytest.raises(AccessDenied) as ei:

@@ -104,12 +104,20 @@ def http_date(ts: float) -> str:
     """An HTTP date (RFC 9110 IMF-fixdate, what Last-Modified carries): Sun, 06 Nov 1994 08:49:37 GMT.
 
     Formatted from ``time.gmtime`` directly (email.utils.formatdate goes through datetime
-    and took 2% of a small GET's CPU); always English names, whatever the locale."""
-    t = time.gmtime(int(ts))
-    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    and took 2% of a small GET's CPU); always English names, whatever the locale. Kept by
+    the second, like ``iso8601_second``: objects written together share it."""
+    sec = int(ts)
+    text = _HTTP_DATES.get(sec)
+    if text is None:
+        if len(_HTTP_DATES) >= 4096:
+            _HTTP_DATES.clear()
+        t = time.gmtime(sec)
+        text = _HTTP_DATES[sec] = (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} "
+                                   f"{t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    return text
 
 
+_HTTP_DATES: dict[int, str] = {}
 _SECONDS: dict[int, str] = {}
 _XML_ILLEGAL = {i: f"&#x{i:X};" for i in range(0x20) if i not in (0x9, 0xA, 0xD)}
 # Anything esc() has to change; most keys, ETags and ids hold none of it.
