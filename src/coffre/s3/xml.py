@@ -7,6 +7,7 @@ escaping writer (faster than building trees for the hot listing path).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -84,16 +85,13 @@ def iso8601(ts: float) -> str:
     return f"{iso8601_second(sec)}{frac:03d}Z"
 
 
+# The text of a whole second, memoised (lru_cache: a hit is one C-level lookup): a listing
+# formats a thousand timestamps per page, and objects written together share their second.
+@functools.lru_cache(maxsize=4096)
 def iso8601_second(sec: int) -> str:
-    """``2006-02-03T16:45:09.``: the text of a whole second, memoised (iso8601's first part)."""
-    head = _SECONDS.get(sec)
-    if head is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        t = time.gmtime(sec)
-        head = _SECONDS[sec] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-                                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.")
-    return head
+    """``2006-02-03T16:45:09.``: the text of a whole second (iso8601's first part)."""
+    t = time.gmtime(sec)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
 
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -104,21 +102,17 @@ def http_date(ts: float) -> str:
     """An HTTP date (RFC 9110 IMF-fixdate, what Last-Modified carries): Sun, 06 Nov 1994 08:49:37 GMT.
 
     Formatted from ``time.gmtime`` directly (email.utils.formatdate goes through datetime
-    and took 2% of a small GET's CPU); always English names, whatever the locale. Kept by
-    the second, like ``iso8601_second``: objects written together share it."""
-    sec = int(ts)
-    text = _HTTP_DATES.get(sec)
-    if text is None:
-        if len(_HTTP_DATES) >= 4096:
-            _HTTP_DATES.clear()
-        t = time.gmtime(sec)
-        text = _HTTP_DATES[sec] = (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} "
-                                   f"{t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
-    return text
+    and took 2% of a small GET's CPU); always English names, whatever the locale."""
+    return _http_second(int(ts))
 
 
-_HTTP_DATES: dict[int, str] = {}
-_SECONDS: dict[int, str] = {}
+@functools.lru_cache(maxsize=4096)
+def _http_second(sec: int) -> str:
+    t = time.gmtime(sec)
+    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
 _XML_ILLEGAL = {i: f"&#x{i:X};" for i in range(0x20) if i not in (0x9, 0xA, 0xD)}
 # Anything esc() has to change; most keys, ETags and ids hold none of it.
 _SPECIAL = re.compile(r"[&<>\x00-\x1f]")
