@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
 
 from coffre import __version__
-from coffre.observability.metrics import STORE_BUCKETS, Registry
+from coffre.observability.metrics import STORE_BUCKETS, Labels, Registry
 from coffre.observability.timing import instrument
+
+
+def _gc_stat(field: str) -> dict[Labels, float]:
+    return {(str(gen),): float(st[field]) for gen, st in enumerate(gc.get_stats())}
 
 
 class Metrics:
@@ -44,6 +49,14 @@ class Metrics:
         r.gauge("coffre_build_info", "Always 1; the version is a label.", ("version",)).set(1, (__version__,))
         started = time.time()
         r.gauge("coffre_start_time_seconds", "When this process started (Unix time).", source=lambda: started)
+        # The cyclic garbage collector: a request's objects go when it ends (reference counting);
+        # objects collected here are reference cycles, and each collection pauses the event loop.
+        r.counter("coffre_python_gc_collections_total",
+                  "Runs of Python's cyclic garbage collector in this process, by generation.",
+                  ("generation",), source=lambda: _gc_stat("collections"))
+        r.counter("coffre_python_gc_collected_objects_total",
+                  "Objects Python's cyclic garbage collector freed in this process (reference cycles), "
+                  "by generation.", ("generation",), source=lambda: _gc_stat("collected"))
 
     # -- the S3 front end, per request: a few dict operations, no lock --
     def request_started(self) -> float:

@@ -71,13 +71,18 @@ class Metric:
 
 
 class Counter(Metric):
+    """A count the code increments, or one read from ``source`` at scrape time (a count kept by
+    the runtime, such as the garbage collector's), which gives every series by its labels."""
+
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (),
+                 source: Callable[[], dict[Labels, float]] | None = None) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
         super().__init__(name, help, labelnames)
         self.values: dict[Labels, float] = {}
+        self.source = source
 
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
         if amount < 0:
@@ -90,7 +95,15 @@ class Counter(Metric):
             values[labels] = amount
 
     def samples(self) -> Iterable[str]:
-        for labels, value in sorted(self.values.items()):
+        values = self.values
+        if self.source is not None:
+            try:
+                values = self.source()
+            except Exception:  # noqa: BLE001 - a broken source must not break the whole scrape
+                return
+            for labels in values:
+                self._check(labels)
+        for labels, value in sorted(values.items()):
             yield f"{self.name}{_label_text(self.labelnames, labels)} {format_value(value)}"
 
 
@@ -191,8 +204,9 @@ class Registry:
         self.metrics[metric.name] = metric
         return metric
 
-    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self.register(Counter(name, help, labelnames))
+    def counter(self, name: str, help: str, labelnames: Sequence[str] = (),
+                source: Callable[[], dict[Labels, float]] | None = None) -> Counter:
+        return self.register(Counter(name, help, labelnames, source))
 
     def gauge(self, name: str, help: str, labelnames: Sequence[str] = (),
               source: Callable[[], float] | None = None) -> Gauge:

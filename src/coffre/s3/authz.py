@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -239,7 +240,11 @@ class Asker:
     """The authorisation questions of one request, sharing its condition keys and object reads."""
 
     def __init__(self, ctx: Ctx, principal: Principal) -> None:
-        self.ctx = ctx
+        # The request's Ctx holds this Asker (ctx.asker): a strong reference back would make a
+        # cycle, and every request's whole state (headers, records, the aiohttp request) would
+        # wait for the cyclic garbage collector instead of going when the request ends.
+        self._ctx = weakref.ref(ctx)
+        self.meta = ctx.coffre.meta
         self.principal = principal
         self.access: AccessControl = ctx.coffre.access
         self._keys: dict[str, list[str]] | None = None
@@ -247,14 +252,16 @@ class Asker:
 
     def keys(self) -> dict[str, list[str]]:
         if self._keys is None:
-            self._keys = base_keys(self.ctx, self.principal)
+            ctx = self._ctx()
+            assert ctx is not None, "an Asker outlived its request"
+            self._keys = base_keys(ctx, self.principal)
         return self._keys
 
     async def _object(self, bucket: str, key: str, version_id: str | None) -> ObjectRecord | None:
         k = (bucket, key, version_id)
         if k not in self._objects:
             try:
-                obj = await self.ctx.coffre.meta.get_object(bucket, key, version_id)
+                obj = await self.meta.get_object(bucket, key, version_id)
             except (ValueError, CoffreError):
                 obj = None  # a malformed version id: the operation itself will say so
             self._objects[k] = obj if obj is not None and not obj.is_delete_marker else None

@@ -52,10 +52,12 @@ class RequestReader:
         self._reader = reader
         self._timeout = idle_timeout
         self._send_continue = send_continue
+        self.continued = False  # the 100 Continue went out
 
     async def _go(self, read: Awaitable[bytes]) -> bytes:
         if self._send_continue is not None:
             send, self._send_continue = self._send_continue, None
+            self.continued = True
             await send()
         try:
             async with asyncio.timeout(self._timeout):

@@ -44,7 +44,6 @@ class Ctx:
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     # Expect: 100-continue: the 100 goes out when a handler first reads the body.
     expect_continue: bool = False
-    continued: bool = False
     # What the request committed, for event notifications (coffre.notify), set by the handlers.
     changes: list[Change] = field(default_factory=list)
     _reader: RequestReader | None = None
@@ -101,13 +100,21 @@ class Ctx:
     def reader(self) -> RequestReader:
         """The body stream: 100 Continue on first read (if the client asked), idle-bounded reads."""
         if self._reader is None:
-            send = self._send_continue if self.expect_continue else None
+            send = None
+            if self.expect_continue:
+                # Not a method of this Ctx: the reader it holds would point back at it (a cycle).
+                writer = self.request.writer
+
+                async def send() -> None:
+                    await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
             self._reader = RequestReader(self.request.content, self.settings.body_idle_timeout, send)
         return self._reader
 
-    async def _send_continue(self) -> None:
-        self.continued = True
-        await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    @property
+    def continued(self) -> bool:
+        """Whether the 100 Continue went out (the client then sends its body)."""
+        return self._reader is not None and self._reader.continued
 
     def body(self) -> Body:
         """The request payload as a domain Body (de-framed and verified as it streams)."""
