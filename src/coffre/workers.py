@@ -228,7 +228,7 @@ def run_secondary(fd: int) -> None:
 
 
 async def _serve_secondary(settings: Settings, index: int, sock: socket.socket, stop_early: list[int]) -> None:
-    from coffre.server import build  # the same stores, built the same way as the primary's
+    from coffre.server import build, settle_heap  # the same stores, built the same way as the primary's
 
     tls = optional_server_context(settings.tls_cert, settings.tls_key)
     stop = asyncio.Event()
@@ -259,6 +259,7 @@ async def _serve_secondary(settings: Settings, index: int, sock: socket.socket, 
         if not stop.is_set():
             await web.TCPSite(runner, settings.host, settings.port, reuse_address=True, reuse_port=True,
                               backlog=1024, ssl_context=tls).start()
+            settle_heap()
             audit.send({"t": "ready"})
             log.info("worker %d serving (pid %d)", index, os.getpid())
             await stop.wait()

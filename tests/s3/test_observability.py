@@ -196,6 +196,8 @@ def test_requests_leave_no_reference_cycles_behind(srv: Server, client, obs_buck
     # A cycle per request freed ~13 objects per request here; none left is well under one.
     assert collected < requests_made / 4, f"{collected:.0f} objects in reference cycles after {requests_made} requests"
     assert value(after, "coffre_python_gc_collections_total", generation="0") >= 1  # the collector runs, and is seen
+    # What the process built to start is frozen: a full collection does not walk it again.
+    assert value(after, "coffre_python_gc_frozen_objects") > 10_000
 
 
 def test_in_flight_counts_a_request_being_served(srv: Server, client, obs_bucket: str):

@@ -57,6 +57,9 @@ class Metrics:
         r.counter("coffre_python_gc_collected_objects_total",
                   "Objects Python's cyclic garbage collector freed in this process (reference cycles), "
                   "by generation.", ("generation",), source=lambda: _gc_stat("collected"))
+        r.gauge("coffre_python_gc_frozen_objects",
+                "Objects built while starting, kept for the process' life, that the collector no longer walks.",
+                source=gc.get_freeze_count)
 
     # -- the S3 front end, per request: a few dict operations, no lock --
     def request_started(self) -> float:
