@@ -143,11 +143,7 @@ class BlobIO:
         end = size if end is None else min(end, size)
         if start >= end and size > 0:
             return
-        tenant_key = await self.keyring.tenant_key(tenant_id, need=wrapped_dek)
-        dek = self.keyring.open_data_key(tenant_key, wrapped_dek, blob_id)
-        if layer is not None:
-            dek = layer.open(dek, blob_id)
-        dec = SegmentDecryptor(dek, blob_id, size, self.segment_size)
+        dec = await self._decryptor(tenant_id, blob_id, wrapped_dek, size, layer)
         if size == 0:
             off, length = dec.ciphertext_span(0, 0)
             dec.decrypt_span(0, 0, await self.blobs.read(blob_id, off, length))  # authenticates the empty final segment
@@ -176,6 +172,32 @@ class BlobIO:
             index = min(last, index + per_batch - 1) + 1
         if index <= last:
             raise IntegrityError(f"blob {blob_id} ends before segment {index}")
+
+    async def read_span(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
+                        start: int = 0, end: int | None = None,
+                        layer: KeyLayer | None = None) -> bytearray | memoryview:
+        """``read``'s plaintext in one buffer, for a small span (a small GET's body, up to a few
+        hundred KiB): one read of the blob store and one decryption here, with none of a
+        stream's machinery (the async generators of ``read`` cost a 4 KiB GET about 1%).
+
+        The whole span authenticates before anything is returned: IntegrityError otherwise.
+        """
+        end = size if end is None else min(end, size)
+        if start >= end and size > 0:
+            return bytearray()
+        dec = await self._decryptor(tenant_id, blob_id, wrapped_dek, size, layer)
+        first, last = dec.segments_for(start, end - start)  # (0, 0) for an empty blob: its one segment
+        off, total = dec.ciphertext_span(first, last)
+        plain = dec.decrypt_span(first, last, await self.blobs.read(blob_id, off, total))
+        return self._cut(plain, dec.seg, first, first, start, end)
+
+    async def _decryptor(self, tenant_id: str, blob_id: str, wrapped_dek: bytes, size: int,
+                         layer: KeyLayer | None) -> SegmentDecryptor:
+        tenant_key = await self.keyring.tenant_key(tenant_id, need=wrapped_dek)
+        dek = self.keyring.open_data_key(tenant_key, wrapped_dek, blob_id)
+        if layer is not None:
+            dek = layer.open(dek, blob_id)
+        return SegmentDecryptor(dek, blob_id, size, self.segment_size)
 
     @staticmethod
     def _cut(plain: bytearray, seg: int, index: int, first: int, start: int, end: int) -> bytearray | memoryview:

@@ -269,9 +269,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         ctx.response_headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
     length = end - start
     if length <= SMALL_BODY:
-        chunks = [c async for c in ctx.coffre.objects.open(obj, start, end, layer)]
-        # Usually one decrypted buffer: sent as it is, not copied by a join.
-        data = chunks[0] if len(chunks) == 1 and not isinstance(chunks[0], memoryview) else b"".join(chunks)
+        data = await ctx.coffre.objects.read_span(obj, start, end, layer)  # whole, authenticated
         resp = web.Response(body=data, status=status, headers=ctx.response_headers)
         if "Content-Type" in ctx.response_headers:
             resp.headers["Content-Type"] = ctx.response_headers["Content-Type"]
