@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import Locked
+from coffre.meta.records import LIFECYCLE_CONFIG
 from tests.conformance.test_meta import garbage, new_bucket, obj
 
 
@@ -23,6 +24,22 @@ async def test_list_bucket_configs(meta: MetadataStore) -> None:
     assert await meta.list_bucket_configs("lifecycle", limit=1) == [("b1", "{1}")]
     await meta.put_bucket_config("b1", "lifecycle", None)
     assert await meta.list_bucket_configs("lifecycle") == [("b3", "{3}")]
+
+
+async def test_bucket_read_carries_its_lifecycle_document(meta: MetadataStore) -> None:
+    """get_bucket and list_buckets bring the lifecycle document with the bucket (x-amz-expiration
+    is answered from it without a read of its own); other documents stay out of it."""
+    for name in ("l1", "l2"):
+        await new_bucket(meta, name)
+    assert (await meta.get_bucket("l1")).lifecycle is None
+    await meta.put_bucket_config("l1", LIFECYCLE_CONFIG, '{"rules":[]}')
+    await meta.put_bucket_config("l2", "cors", "{c}")
+    assert (await meta.get_bucket("l1")).lifecycle == '{"rules":[]}'
+    assert (await meta.get_bucket("l2")).lifecycle is None
+    assert [(b.name, b.lifecycle) for b in await meta.list_buckets("111111111111")
+            if b.name in ("l1", "l2")] == [("l1", '{"rules":[]}'), ("l2", None)]
+    await meta.put_bucket_config("l1", LIFECYCLE_CONFIG, None)
+    assert (await meta.get_bucket("l1")).lifecycle is None
 
 
 async def test_lease_and_cursor(meta: MetadataStore) -> None:

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 import requests
@@ -206,6 +207,85 @@ def test_minimum_object_size_header(s3, bucket):
 
 
 # -- the worker, on a server with one-second days --
+# -- x-amz-expiration, on the session server (a real day: nothing expires during the test) --
+DAY = 86400
+
+
+def expires(last_modified: datetime, days: int) -> datetime:
+    """When a rule of ``days`` expires a version: that many days on, rounded up to midnight UTC."""
+    at = last_modified.timestamp() + days * DAY
+    return datetime.fromtimestamp(-(-at // DAY) * DAY, UTC)
+
+
+def expiration(when: datetime, rule_id: str) -> str:
+    return f'expiry-date="{format_datetime(when, usegmt=True)}", rule-id="{rule_id}"'
+
+
+def test_expiration_header_on_writes_and_reads(s3, bucket):
+    put_rules(s3, bucket, [
+        {"ID": "logs-3d", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 3}},
+        {"ID": "logs-tmp-1d", "Filter": {"And": {"Prefix": "logs/", "Tags": [{"Key": "tmp", "Value": "1"}]}},
+         "Status": "Enabled", "Expiration": {"Days": 1}},
+        {"ID": "dated", "Filter": {"Prefix": "dated/"}, "Status": "Enabled",
+         "Expiration": {"Date": datetime(2031, 1, 1, tzinfo=UTC)}},
+        {"ID": "off", "Filter": {"Prefix": "off/"}, "Status": "Disabled", "Expiration": {"Days": 1}},
+        {"ID": "markers", "Filter": {"Prefix": "markers/"}, "Status": "Enabled",
+         "Expiration": {"ExpiredObjectDeleteMarker": True}},
+        {"ID": "big", "Filter": {"ObjectSizeGreaterThan": 1000}, "Status": "Enabled", "Expiration": {"Days": 9}},
+        {"ID": 'q"\\x\ty', "Filter": {"Prefix": "odd/"}, "Status": "Enabled", "Expiration": {"Days": 2}},
+    ])
+
+    def check(key: str, put: dict, header: str | None) -> None:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        get = s3.get_object(Bucket=bucket, Key=key)
+        get["Body"].read()
+        for r in (put, head, get):
+            assert r.get("Expiration") == header, (key, r.get("Expiration"))
+
+    r = s3.put_object(Bucket=bucket, Key="logs/a", Body=b"x")
+    lm = s3.head_object(Bucket=bucket, Key="logs/a")["LastModified"]
+    check("logs/a", r, expiration(expires(lm, 3), "logs-3d"))
+    # Of two rules that apply, the earlier expiration is the one shown.
+    r = s3.put_object(Bucket=bucket, Key="logs/b", Body=b"x", Tagging="tmp=1")
+    check("logs/b", r, expiration(expires(lm, 1), "logs-tmp-1d"))
+    r = s3.put_object(Bucket=bucket, Key="dated/c", Body=b"x")
+    check("dated/c", r, expiration(datetime(2031, 1, 1, tzinfo=UTC), "dated"))
+    r = s3.put_object(Bucket=bucket, Key="big/d", Body=b"x" * 2000)
+    check("big/d", r, expiration(expires(lm, 9), "big"))
+    # A disabled rule, a rule with no date, a filter that does not select: no header.
+    for key, body in (("off/e", b"x"), ("markers/f", b"x"), ("other/g", b"x"), ("big/small", b"x" * 10)):
+        check(key, s3.put_object(Bucket=bucket, Key=key, Body=body), None)
+    # A quote and a backslash are escaped in the quoted string, a control character is %XX.
+    r = s3.put_object(Bucket=bucket, Key="odd/h", Body=b"x")
+    check("odd/h", r, expiration(expires(lm, 2), 'q\\"\\\\x%09y'))
+
+    # A copy and a completed multipart upload are new versions: they carry it too.
+    r = s3.copy_object(Bucket=bucket, Key="logs/copy", CopySource={"Bucket": bucket, "Key": "other/g"})
+    assert r["Expiration"] == expiration(expires(lm, 3), "logs-3d")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="logs/mpu")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="logs/mpu", UploadId=up, PartNumber=1, Body=b"y")
+    r = s3.complete_multipart_upload(Bucket=bucket, Key="logs/mpu", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert r["Expiration"] == expiration(expires(lm, 3), "logs-3d")
+
+    # Once the configuration is gone, so is the header (nothing cached across requests).
+    s3.delete_bucket_lifecycle(Bucket=bucket)
+    check("logs/a", s3.put_object(Bucket=bucket, Key="logs/a", Body=b"x"), None)
+
+
+def test_expiration_header_current_version_only(s3):
+    name = new_bucket(s3, "Enabled")
+    put_rules(s3, name, [{"ID": "all", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 5}}])
+    old = s3.put_object(Bucket=name, Key="k", Body=b"1")["VersionId"]
+    new = s3.put_object(Bucket=name, Key="k", Body=b"2")
+    lm = s3.head_object(Bucket=name, Key="k")["LastModified"]
+    assert new["Expiration"] == expiration(expires(lm, 5), "all")
+    assert s3.head_object(Bucket=name, Key="k", VersionId=new["VersionId"])["Expiration"] == new["Expiration"]
+    # A noncurrent version is not expired by a current-version rule: no header.
+    assert "Expiration" not in s3.head_object(Bucket=name, Key="k", VersionId=old)
+    assert "Expiration" not in s3.get_object(Bucket=name, Key="k", VersionId=old)
+
+
 @pytest.fixture(scope="module")
 def fast(tmp_path_factory):
     if not LOCAL:

@@ -26,6 +26,7 @@ bypassed); adding a delete marker over a locked current version is allowed, as o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -42,12 +43,12 @@ from coffre.core.errors import InvalidArgument, InvalidRequest, NoSuchBucket, No
 from coffre.core.objects import ObjectService
 from coffre.meta.base import MetadataStore
 from coffre.meta.errors import Locked, NotFound
-from coffre.meta.records import BucketRecord, ObjectRecord, UploadRecord
+from coffre.meta.records import LIFECYCLE_CONFIG, BucketRecord, ObjectRecord, UploadRecord
 from coffre.settings import Settings
 
 log = logging.getLogger("coffre.lifecycle")
 
-CONFIG_NAME = "lifecycle"
+CONFIG_NAME = LIFECYCLE_CONFIG  # where the configuration is kept (bucket_configs)
 MAX_RULES = 1000
 MAX_ID_LENGTH = 255
 MAX_PREFIX_LENGTH = 1024
@@ -259,9 +260,17 @@ async def get(meta: MetadataStore, bucket: str) -> Configuration:
     return config
 
 
-def expiration_of(config: Configuration, obj: ObjectRecord, versioned: bool, day: float) -> tuple[float, str] | None:
+@functools.lru_cache(maxsize=256)
+def parsed(document: str) -> Configuration:
+    """A stored configuration, parsed once per distinct document (it is immutable): requests
+    that answer x-amz-expiration read the document with their bucket."""
+    return Configuration.loads(document)
+
+
+def expiration_of(config: Configuration, obj: ObjectRecord, day: float = DAY) -> tuple[float, str] | None:
     """(when, rule id) of the current-version expiration that applies to ``obj``, the earliest
-    of the enabled rules' (for the x-amz-expiration header); None when none applies."""
+    of the enabled rules' (for the x-amz-expiration header); None when none applies. A rule
+    with ExpiredObjectDeleteMarker alone has no date and never applies here."""
     best: tuple[float, str] | None = None
     for r in config.rules:
         if not r.enabled or not r.matches(obj.key, obj.tags, obj.size):

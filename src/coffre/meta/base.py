@@ -361,11 +361,13 @@ class MetadataStore(ABC):
         """Set the ACL of the latest (or given) version; returns its version id. Raises NotFound."""
 
     @abstractmethod
-    async def get_bucket(self, name: str) -> BucketRecord | None: ...
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        """The bucket, with its lifecycle configuration document (``BucketRecord.lifecycle``:
+        what ``put_bucket_config`` stored under LIFECYCLE_CONFIG) read with it."""
 
     @abstractmethod
     async def list_buckets(self, tenant_id: str) -> list[BucketRecord]:
-        """The tenant's buckets in name order."""
+        """The tenant's buckets in name order (each as ``get_bucket`` gives it)."""
 
     @abstractmethod
     async def delete_bucket(self, name: str) -> None:

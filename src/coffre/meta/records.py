@@ -101,6 +101,14 @@ class BucketRecord:
     # "kms_key_id": uuid|null, "bucket_key": bool}; None = SSE-S3. On the bucket row because
     # every write reads it: a default in bucket_configs would cost each PUT one more read.
     encryption: str | None = None
+    # The lifecycle configuration document (bucket_configs, name LIFECYCLE_CONFIG), read with
+    # the bucket: PUT, GET and HEAD answer x-amz-expiration from it. It is stored and changed
+    # through put_bucket_config only; a store fills this field when it reads the bucket.
+    lifecycle: str | None = None
+
+
+# The bucket_configs name of the lifecycle configuration (BucketRecord.lifecycle).
+LIFECYCLE_CONFIG = "lifecycle"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,48 @@
-"""Small XML request documents whose integrity a digest vouches for (DeleteObjects, CORS, tagging)."""
+"""What a request declares about its payload's integrity (Content-MD5, one flexible checksum), and
+the small XML request documents a digest vouches for (DeleteObjects, CORS, tagging).
+
+Below the object handlers (which import it), so that it imports none of them."""
 
 from __future__ import annotations
 
 import hashlib
 
+from coffre.core import checksums
 from coffre.core.checksums import Checksum
 from coffre.core.errors import InvalidRequest
-from coffre.core.objects import check_digests
+from coffre.core.objects import Integrity, check_digests
 from coffre.s3.context import Ctx
-from coffre.s3.handlers.objects import integrity
 
 # AWS words the missing-digest error differently per operation.
 MISSING_MD5 = "Missing required header for this request: Content-Md5"
 MISSING_DIGEST = "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
+
+
+def integrity(ctx: Ctx) -> Integrity:
+    """What the client declared about its payload: Content-MD5 and one flexible checksum."""
+    h = ctx.headers
+    found = [(a, h[checksums.header_name(a)]) for a in checksums.ALGORITHMS if checksums.header_name(a) in h]
+    if len(found) > 1:
+        raise InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    sdk = checksums.normalize(h.get("x-amz-sdk-checksum-algorithm"))
+    trailer = h.get("x-amz-trailer", "").strip().lower()
+    algo: str | None = None
+    value: str | None = None
+    in_trailer = False
+    if found:
+        algo, value = found[0]
+        checksums.validate_value(algo, value)
+        if sdk is not None and sdk != algo:
+            raise InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.")
+    elif trailer:
+        if not trailer.startswith("x-amz-checksum-"):
+            raise InvalidRequest(f"The trailer {trailer} is not supported.")
+        algo = checksums.normalize(trailer[len("x-amz-checksum-"):])
+        in_trailer = True
+    elif sdk is not None:
+        algo = sdk
+    return Integrity(content_md5=h.get("content-md5"), checksum_algorithm=algo, checksum_value=value,
+                     checksum_in_trailer=in_trailer)
 
 
 async def read_verified(ctx: Ctx, *, missing: str | None = MISSING_MD5) -> bytes:

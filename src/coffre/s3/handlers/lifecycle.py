@@ -279,13 +279,6 @@ async def delete_bucket_lifecycle(ctx: Ctx) -> web.StreamResponse:
     return ctx.empty(204)
 
 
-def expiration_header(when: float, rule_id: str) -> str:
-    """x-amz-expiration: when the current version expires and by which rule (as AWS writes it)."""
-    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
-    rid = rule_id.replace("\\", "\\\\").replace('"', '\\"')
-    return f'expiry-date="{date}", rule-id="{rid}"'
-
-
 # -- reporting the worker's actions --
 # Audit operation names: those of S3's server access logs for the same actions.
 OPERATIONS = {

@@ -13,7 +13,8 @@ from coffre.s3 import authz, xml
 from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
 from coffre.s3.handlers import encryption
-from coffre.s3.handlers.objects import committed, integrity, write_meta
+from coffre.s3.handlers.documents import integrity
+from coffre.s3.handlers.objects import committed, write_meta
 from coffre.s3.xml import Doc, iso8601, url_value
 
 # XML element of each algorithm's checksum (ChecksumCRC32, ChecksumSHA256, ...).

@@ -17,7 +17,7 @@ from coffre.core.errors import (
     NotModified,
 )
 from coffre.core.objectlock import LockRequest
-from coffre.core.objects import STORED_HEADERS, Deleted, Integrity, WriteMeta
+from coffre.core.objects import STORED_HEADERS, Deleted, WriteMeta
 from coffre.core.ranges import parse_range
 from coffre.core.tagging import parse_header
 from coffre.meta.records import NULL_VERSION, ObjectRecord
@@ -25,6 +25,8 @@ from coffre.notify.events import Change
 from coffre.s3 import authz
 from coffre.s3.context import Ctx, operation
 from coffre.s3.handlers import encryption
+from coffre.s3.handlers.documents import integrity
+from coffre.s3.handlers.expiration import expiration
 from coffre.s3.handlers.versioning import delete_marker_headers, deleted_headers
 from coffre.s3.xml import http_date, iso8601
 
@@ -77,33 +79,6 @@ def write_meta(ctx: Ctx) -> WriteMeta:
                      tags=tags, lock=lock)
 
 
-def integrity(ctx: Ctx) -> Integrity:
-    """What the client declared about its payload: Content-MD5 and one flexible checksum."""
-    h = ctx.headers
-    found = [(a, h[checksums.header_name(a)]) for a in checksums.ALGORITHMS if checksums.header_name(a) in h]
-    if len(found) > 1:
-        raise InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
-    sdk = checksums.normalize(h.get("x-amz-sdk-checksum-algorithm"))
-    trailer = h.get("x-amz-trailer", "").strip().lower()
-    algo: str | None = None
-    value: str | None = None
-    in_trailer = False
-    if found:
-        algo, value = found[0]
-        checksums.validate_value(algo, value)
-        if sdk is not None and sdk != algo:
-            raise InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.")
-    elif trailer:
-        if not trailer.startswith("x-amz-checksum-"):
-            raise InvalidRequest(f"The trailer {trailer} is not supported.")
-        algo = checksums.normalize(trailer[len("x-amz-checksum-"):])
-        in_trailer = True
-    elif sdk is not None:
-        algo = sdk
-    return Integrity(content_md5=h.get("content-md5"), checksum_algorithm=algo, checksum_value=value,
-                     checksum_in_trailer=in_trailer)
-
-
 def object_headers(ctx: Ctx, obj: ObjectRecord, *, checksum: bool = False) -> None:
     """Headers GET and HEAD return for an object (not Content-Length/Range)."""
     rh = ctx.response_headers
@@ -144,9 +119,11 @@ async def lock_headers(ctx: Ctx, obj: ObjectRecord) -> None:
 
 
 def committed(ctx: Ctx, name: str, obj: ObjectRecord) -> None:
-    """Record a new object version for event notifications (coffre.notify)."""
+    """A new object version: recorded for event notifications (coffre.notify), and its
+    x-amz-expiration when a lifecycle rule will expire it."""
     ctx.changes.append(Change(name, obj.key, obj.size, obj.etag,
                               obj.version_id if obj.version_id != NULL_VERSION else None))
+    expiration(ctx, obj)
 
 
 def read_conditions(ctx: Ctx) -> ReadConditions:
@@ -209,6 +186,7 @@ async def _resolve(ctx: Ctx) -> tuple[ObjectRecord, tuple[int, int] | None, int 
     if obj.version_id == NULL_VERSION and bucket.versioning:
         # A bucket ever versioned shows its null version's id; an unversioned one shows none.
         ctx.response_headers["x-amz-version-id"] = NULL_VERSION
+    expiration(ctx, obj, bucket)
     span: tuple[int, int] | None = None
     if part_number is not None:
         if obj.parts:
