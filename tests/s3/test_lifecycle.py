@@ -267,6 +267,12 @@ def test_expiration_header_on_writes_and_reads(s3, bucket):
     r = s3.complete_multipart_upload(Bucket=bucket, Key="logs/mpu", UploadId=up,
                                      MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
     assert r["Expiration"] == expiration(expires(lm, 3), "logs-3d")
+    # A browser form's upload (PostObject) too.
+    form = s3.generate_presigned_post(bucket, "logs/form")
+    files = [(k, (None, v)) for k, v in form["fields"].items()] + [("file", ("f.txt", b"z"))]
+    posted = requests.post(form["url"], files=files, allow_redirects=False, timeout=30)
+    assert posted.status_code == 204, posted.content
+    assert posted.headers["x-amz-expiration"] == expiration(expires(lm, 3), "logs-3d")
 
     # Once the configuration is gone, so is the header (nothing cached across requests).
     s3.delete_bucket_lifecycle(Bucket=bucket)
