@@ -279,6 +279,31 @@ def test_expiration_header_on_writes_and_reads(s3, bucket):
     check("logs/a", s3.put_object(Bucket=bucket, Key="logs/a", Body=b"x"), None)
 
 
+def test_abort_date_on_create_and_list_parts(s3, bucket):
+    put_rules(s3, bucket, [
+        {"ID": "tmp-7d", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+        {"ID": "tmp-2d", "Filter": {"Prefix": "tmp/fast/"}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+        {"ID": "off", "Filter": {"Prefix": "off/"}, "Status": "Disabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    ])
+    for key, days, rule in (("tmp/a", 7, "tmp-7d"), ("tmp/fast/b", 2, "tmp-2d")):
+        created = s3.create_multipart_upload(Bucket=bucket, Key=key)
+        [upload] = [u for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=key)["Uploads"]
+                    if u["UploadId"] == created["UploadId"]]
+        when = expires(upload["Initiated"], days)
+        assert (created["AbortDate"], created["AbortRuleId"]) == (when, rule)
+        listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=created["UploadId"])
+        assert (listed["AbortDate"], listed["AbortRuleId"]) == (when, rule)
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=created["UploadId"])
+    for key in ("off/c", "other/d"):
+        created = s3.create_multipart_upload(Bucket=bucket, Key=key)
+        assert "AbortDate" not in created and "AbortRuleId" not in created
+        assert "AbortDate" not in s3.list_parts(Bucket=bucket, Key=key, UploadId=created["UploadId"])
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=created["UploadId"])
+
+
 def test_expiration_header_current_version_only(s3):
     name = new_bucket(s3, "Enabled")
     put_rules(s3, name, [{"ID": "all", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 5}}])

@@ -333,12 +333,28 @@ def plan_key(rules: Sequence[Rule], versions: Sequence[ObjectRecord], versioning
     return out
 
 
+def _aborts(r: Rule, key: str) -> bool:
+    """Whether ``r`` aborts incomplete uploads of ``key`` (such a rule filters by prefix only)."""
+    return r.enabled and r.abort_days is not None and key.startswith(r.filter.prefix)
+
+
 def upload_due(rules: Sequence[Rule], upload: UploadRecord, now: float, day: float = DAY) -> Rule | None:
     for r in rules:
-        if r.enabled and r.abort_days is not None and upload.key.startswith(r.filter.prefix) \
-                and now >= due(upload.initiated, r.abort_days, day):
+        if _aborts(r, upload.key) and now >= due(upload.initiated, r.abort_days or 0, day):
             return r
     return None
+
+
+def abort_of(config: Configuration, upload: UploadRecord, day: float = DAY) -> tuple[float, str] | None:
+    """(when, rule id) of the earliest rule that will abort ``upload`` if it is still incomplete
+    then (for x-amz-abort-date and x-amz-abort-rule-id); None when none applies."""
+    best: tuple[float, str] | None = None
+    for r in config.rules:
+        if _aborts(r, upload.key):
+            when = due(upload.initiated, r.abort_days or 0, day)
+            if best is None or when < best[0]:
+                best = (when, r.id)
+    return best
 
 
 # -- the worker --

@@ -14,6 +14,7 @@ from coffre.s3.context import Ctx, operation
 from coffre.s3.copysource import parse_copy_source
 from coffre.s3.handlers import encryption
 from coffre.s3.handlers.documents import integrity
+from coffre.s3.handlers.expiration import abort_date
 from coffre.s3.handlers.objects import committed, write_meta
 from coffre.s3.xml import Doc, iso8601, url_value
 
@@ -63,6 +64,7 @@ async def create_multipart_upload(ctx: Ctx) -> web.StreamResponse:
         checksum_algorithm=h.get("x-amz-checksum-algorithm"),
         checksum_type=h.get("x-amz-checksum-type"))
     _sse(ctx, upload.sse, upload.tenant_id)
+    abort_date(ctx, upload)
     if upload.checksum_algorithm is not None:
         ctx.response_headers["x-amz-checksum-algorithm"] = upload.checksum_algorithm
         ctx.response_headers["x-amz-checksum-type"] = upload.checksum_type or ""
@@ -188,6 +190,7 @@ async def list_parts(ctx: Ctx) -> web.StreamResponse:
     page = await ctx.coffre.multipart.list_parts(ctx.p, ctx.b, ctx.k, _upload_id(ctx),
                                                  part_number_marker=marker, max_parts=max_parts)
     upload = page.upload
+    abort_date(ctx, upload)
     algo, _ = effective_checksum(upload)
     doc = Doc("ListPartsResult")
     doc.leaf("Bucket", ctx.b).leaf("Key", url_value(ctx.k, url)).leaf("UploadId", upload.upload_id)
