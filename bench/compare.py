@@ -12,6 +12,7 @@ minutes). Also the machine's load average while the file was written. Markdown o
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import sys
 from collections import defaultdict
@@ -87,4 +88,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `compare.py ... | head` ends quietly
     sys.exit(main(sys.argv[1:]))
