@@ -138,12 +138,18 @@ class Rule:
                 return False
         return True
 
-    def current_due(self, last_modified: float, now: float, day: float) -> bool:
+    def current_expiry(self, last_modified: float, day: float) -> float | None:
+        """When this rule expires a current version written at ``last_modified``; None when it
+        has no Days or Date (ExpiredObjectDeleteMarker alone)."""
         if self.expiration_date is not None:
-            return now >= self.expiration_date
+            return self.expiration_date
         if self.expiration_days is not None:
-            return now >= due(last_modified, self.expiration_days, day)
-        return False
+            return due(last_modified, self.expiration_days, day)
+        return None
+
+    def current_due(self, last_modified: float, now: float, day: float) -> bool:
+        when = self.current_expiry(last_modified, day)
+        return when is not None and now >= when
 
     @property
     def acts_on_versions(self) -> bool:
@@ -275,8 +281,7 @@ def expiration_of(config: Configuration, obj: ObjectRecord, day: float = DAY) ->
     for r in config.rules:
         if not r.enabled or not r.matches(obj.key, obj.tags, obj.size):
             continue
-        when = r.expiration_date if r.expiration_date is not None else \
-            due(obj.last_modified, r.expiration_days, day) if r.expiration_days is not None else None
+        when = r.current_expiry(obj.last_modified, day)
         if when is not None and (best is None or when < best[0]):
             best = (when, r.id)
     return best
