@@ -157,20 +157,35 @@ class JsonLinesFile:
         return None
 
     async def send(self, records: Sequence[dict[str, Any]]) -> None:
-        data = b"".join(r.canonical(rec) + b"\n" for rec in records)
-        await asyncio.to_thread(self._append, data)
+        lines = [r.canonical(rec) + b"\n" for rec in records]
+        await asyncio.to_thread(self._append, lines)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, lines: list[bytes]) -> None:
+        """Append ``lines``, rotating before the one that would take the file past
+        ``max_bytes``: a batch is split across files, so that no file grows past the limit
+        unless a single record is larger than it."""
         try:
             size = os.path.getsize(self.path)
         except FileNotFoundError:
             size = 0
-        if self.max_bytes and size and size + len(data) > self.max_bytes:
-            self._rotate()
+        pending: list[bytes] = []
+        for line in lines:
+            if self.max_bytes and size and size + len(line) > self.max_bytes:
+                self._write(pending)
+                pending = []
+                self._rotate()
+                size = 0
+            pending.append(line)
+            size += len(line)
+        self._write(pending)
+
+    def _write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
         # Created private (keys and names are in it); appended to, never rewritten.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "ab") as fh:
-            fh.write(data)
+            fh.write(b"".join(lines))
 
     def _rotate(self) -> None:
         """PATH becomes PATH.1, PATH.1 PATH.2...; the oldest beyond ``keep`` is deleted (as logrotate)."""
